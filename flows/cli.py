@@ -1,0 +1,183 @@
+"""The `bard` command line. Every command has --help; errors in the user's input print one clear
+message (never a traceback) and exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bard_core.config import BardConfig, dump_config, load_config
+from bard_core.errors import BardError
+
+app = typer.Typer(help="bard: Budget-Aware Reasoning Distillation pipeline.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+artifacts_app = typer.Typer(help="List finished artifacts, or show one.", invoke_without_command=True)
+export_app = typer.Typer(help="Write files other tools consume.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(export_app, name="export")
+console = Console()
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML profile (default: configs/demo.yaml).")
+SetOpt = typer.Option([], "--set", help="Override a config value: key=value (YAML), repeatable.")
+HomeOpt = typer.Option(None, "--home", help="Artifact home (default: BARD_HOME or ./.bard).")
+
+
+def _load(config: Optional[Path], overrides: list[str], home: Optional[str]) -> BardConfig:
+    return load_config(config, overrides, home)
+
+
+def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -> None:
+    from flows.stages import BUILT
+    from storage.artifacts import ArtifactStore
+
+    store = ArtifactStore(cfg.home)
+    plan = Table("stage", "key", "status")
+    todo = []
+    for name in names:
+        key = BUILT[name].key(cfg)
+        cached = store.manifest(name, key)
+        if cached and name not in refresh:
+            plan.add_row(name, key, f"cached ({cached.rows()} rows)")
+        else:
+            todo.append(name)
+            plan.add_row(name, key, "refresh" if name in refresh else "to run")
+    console.print(plan)
+    if dry_run:
+        return
+    if not todo:
+        from storage import catalog
+
+        for name in names:  # point the dataset views at the artifacts this config uses
+            catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
+        console.print(f"[green]All {len(names)} stage(s) cached: nothing to run.[/] Artifacts under {store.root}")
+        return
+
+    from flows.pipeline import pipeline_flow
+
+    for name in todo:
+        BUILT[name].check(cfg)
+    started = time.perf_counter()
+    manifests = pipeline_flow(cfg, names, refresh)
+    done = Table("stage", "key", "rows", "path")
+    for name, manifest in manifests.items():
+        done.add_row(name, manifest.key, str(manifest.rows()), manifest.path)
+    console.print(done)
+    console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
+
+
+@app.command()
+def run(
+    config: Optional[Path] = ConfigOpt,
+    stages: Optional[str] = typer.Option(None, "--stages", help="Comma-separated stages to run."),
+    start: Optional[str] = typer.Option(None, "--from", help="Run this stage and every one after it."),
+    refresh: list[str] = typer.Option([], "--refresh", help="Recompute this stage and what follows it."),
+    overrides: list[str] = SetOpt,
+    home: Optional[str] = HomeOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show each stage's key and whether it is cached."),
+) -> None:
+    """Run the pipeline (with no options: the CPU demo). Finished artifacts are reused."""
+    from flows import stages as registry
+
+    cfg = _load(config, overrides, home)
+    names = registry.select(stages, start)
+    refreshed = sorted({n for r in refresh for n in registry.after(registry.select(r)[0])})
+    _run(cfg, names, [n for n in names if n in refreshed], dry_run)
+
+
+@app.command()
+def stage(
+    name: str = typer.Argument(..., help="Stage name, e.g. problems."),
+    config: Optional[Path] = ConfigOpt,
+    refresh: bool = typer.Option(False, "--refresh", help="Recompute it even if cached."),
+    overrides: list[str] = SetOpt,
+    home: Optional[str] = HomeOpt,
+    dry_run: bool = typer.Option(False, "--dry-run"),
+) -> None:
+    """Run one stage; its inputs are taken from the store."""
+    from flows import stages as registry
+
+    cfg = _load(config, overrides, home)
+    names = registry.select(name)
+    _run(cfg, names, names if refresh else [], dry_run)
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = ConfigOpt, overrides: list[str] = SetOpt, home: Optional[str] = HomeOpt) -> None:
+    """Print the resolved config (file + overrides + defaults) as YAML."""
+    print(dump_config(_load(config, overrides, home)), end="")
+
+
+@artifacts_app.callback()
+def artifacts(
+    ctx: typer.Context,
+    stage: Optional[str] = typer.Option(None, "--stage", help="Only this stage."),
+    config: Optional[Path] = ConfigOpt,
+    home: Optional[str] = HomeOpt,
+) -> None:
+    """List finished artifacts, oldest first."""
+    ctx.obj = _load(config, [], home)
+    if ctx.invoked_subcommand:
+        return
+    from storage.artifacts import ArtifactStore
+
+    table = Table("stage", "key", "rows", "created", "path")
+    for m in ArtifactStore(ctx.obj.home).list(stage):
+        table.add_row(m.stage, m.key, str(m.rows()), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created_at)), m.path)
+    console.print(table)
+
+
+@artifacts_app.command("show")
+def artifacts_show(ctx: typer.Context, key: str = typer.Argument(..., help="An artifact key or a unique prefix.")) -> None:
+    """Print one artifact's manifest."""
+    from storage.artifacts import ArtifactStore
+
+    print(ArtifactStore(ctx.obj.home).find(key).model_dump_json(indent=2))
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help='Read-only SQL, e.g. "select source, count(*) from problems group by 1".'),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json | parquet"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of printing (required for parquet)."),
+    home: Optional[str] = HomeOpt,
+) -> None:
+    """Query the datasets with DuckDB SQL. Views: problems, problems_rejected, ... and tables artifacts, lineage."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from storage.query import run_query
+
+    cfg = _load(None, [], home)
+    result = run_query(Path(cfg.home), sql)
+    if fmt == "parquet":
+        if not out:
+            raise BardError("--format parquet needs --out FILE")
+        pq.write_table(result, out)
+    elif fmt == "csv":
+        pacsv.write_csv(result, out or sys.stdout.buffer)
+    elif fmt == "json":
+        text = "\n".join(json.dumps(row, default=str, ensure_ascii=False) for row in result.to_pylist())
+        (out.write_text(text + "\n") if out else print(text))
+    elif fmt == "table":
+        table = Table(*result.column_names)
+        for row in result.to_pylist():
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        Console(file=open(out, "w")) .print(table) if out else console.print(table)
+    else:
+        raise BardError(f"unknown --format {fmt!r}: choose table, csv, json or parquet")
+
+
+def main() -> None:
+    try:
+        app()
+    except BardError as err:
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        sys.exit(1)

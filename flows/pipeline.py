@@ -1,0 +1,17 @@
+"""The pipeline flow: the selected stages in order, each as a subflow; finished artifacts are reused."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from bard_core.config import BardConfig
+from flows.problems import problems_flow
+from storage.artifacts import Manifest
+
+STAGE_FLOWS = {"problems": problems_flow}
+
+
+@flow(name="pipeline")
+def pipeline_flow(config: BardConfig, stages: list[str], refresh: list[str] | None = None) -> dict[str, Manifest]:
+    refresh = refresh or []
+    return {name: STAGE_FLOWS[name](config, refresh=name in refresh) for name in stages}

@@ -1,0 +1,42 @@
+"""The pipeline's stages in order, and which of them are built so far."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from bard_core.errors import BardError
+from tasks import problems
+
+ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
+# Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
+BUILT: dict[str, ModuleType] = {"problems": problems}
+
+
+def select(stages: str | None = None, start: str | None = None) -> list[str]:
+    """`--stages a,b` or `--from S` -> the stage names to run, in pipeline order."""
+    if stages and start:
+        raise BardError("give --stages or --from, not both")
+    if stages:
+        names = [s.strip() for s in stages.split(",") if s.strip()]
+    elif start:
+        _check([start])
+        names = ORDER[ORDER.index(start):]
+        names = [n for n in names if n in BUILT]
+    else:
+        names = [n for n in ORDER if n in BUILT]
+    _check(names)
+    missing = [n for n in names if n not in BUILT]
+    if missing:
+        raise BardError(f"stage {', '.join(missing)} is not built yet; built stages: {', '.join(BUILT)}")
+    return [n for n in ORDER if n in names]
+
+
+def _check(names: list[str]) -> None:
+    unknown = [n for n in names if n not in ORDER]
+    if unknown:
+        raise BardError(f"unknown stage {', '.join(unknown)}; stages in order: {', '.join(ORDER)}")
+
+
+def after(stage: str) -> list[str]:
+    """`stage` and every stage that follows it (what --refresh recomputes)."""
+    return ORDER[ORDER.index(stage):]

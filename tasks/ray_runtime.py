@@ -1,0 +1,59 @@
+"""Ray for every stage: attach or start, then fan shards out as tasks and wait with a progress bar."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Sequence
+
+from bard_core.config import RayConfig
+from bard_core.errors import BardError
+
+log = logging.getLogger("bard")
+
+
+def ensure_ray(config: RayConfig) -> None:
+    """Attach to `config.address` (or RAY_ADDRESS) if set, else start a local Ray once per process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only Ray needs no token
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    ray.init(
+        address=address,
+        num_cpus=None if address else config.num_cpus,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=True,
+    )
+
+
+def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: str) -> list[Any]:
+    """Run `fn(spec, *args)` for every spec as a Ray task (each commits its own shard); return results
+    in spec order. A task's BardError reaches the caller as itself, with its message intact."""
+    import ray
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if not specs:
+        return []
+    remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=False)(fn)
+    shared = [ray.put(a) for a in args]
+    pending = {remote.remote(spec, *shared): i for i, spec in enumerate(specs)}
+    results: list[Any] = [None] * len(specs)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        bar = progress.add_task(f"{label} shards", total=len(specs))
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done[0])
+            try:
+                results[index] = ray.get(done[0])
+            except ray.exceptions.RayTaskError as err:
+                for ref in pending:
+                    ray.cancel(ref)
+                if isinstance(err.cause, BardError):
+                    raise BardError(str(err.cause)) from None
+                raise
+            progress.advance(bar)
+    return results
