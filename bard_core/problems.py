@@ -211,10 +211,12 @@ def read_rows(source: ProblemSource, indices: tuple[int, ...]) -> Iterator[RawRo
     """The rows at `indices` (sorted, 0-based), in order."""
     wanted = set(indices)
     if source.kind in ("jsonl", "aime"):
-        path = Path(source.path)
+        path, last = Path(source.path), max(indices)
         for i, (line_no, line) in enumerate(_jsonl_lines(path)):
             if i in wanted:
                 yield _parse_jsonl_line(path, line_no, line)
+            if i == last:
+                break
     elif source.kind == "parquet":
         import pyarrow.parquet as pq
 

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from bard_core.config import DEFAULT_CONFIG, BardConfig, ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_profile_loads_and_sections_have_defaults(tmp_path):
+    cfg = load_config()
+    assert DEFAULT_CONFIG.name == "demo.yaml"
+    assert cfg.problems.sources, "the demo profile names its problem sources"
+    empty = load_config(write(tmp_path, ""))
+    assert empty == BardConfig(home=empty.home)
+    assert empty.budget.template == "Think for at most {budget} tokens."
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "problems:\n  shard_rowz: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert "problems.shard_rowz: unknown key" in str(err.value)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    path = write(tmp_path, "problems:\n  shard_rows: many\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "problems.shard_rows" in str(err.value) and "integer" in str(err.value) and "'many'" in str(err.value)
+
+
+def test_source_kind_is_checked(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "problems:\n  sources: [{kind: csv, path: x.csv}]\n"))
+    assert "problems.sources.0.kind" in str(err.value)
+    with pytest.raises(ConfigError, match="needs `path`"):
+        load_config(write(tmp_path, "problems:\n  sources: [{kind: jsonl}]\n"))
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    cfg = load_config(
+        write(tmp_path, "problems:\n  shard_rows: 10\n"),
+        ["problems.shard_rows=7", 'problems.sources=[{"kind":"jsonl","path":"x.jsonl","fields":{"question":"q"}}]',
+         "ray.address=auto"],
+    )
+    assert cfg.problems.shard_rows == 7
+    assert cfg.problems.sources[0].fields == {"question": "q"}
+    assert cfg.ray.address == "auto"
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["problems.shard_rows"])
+    with pytest.raises(ConfigError, match="--set"):
+        load_config(None, ["problems.shard_rows=-3"])
+
+
+def test_config_is_frozen():
+    cfg = load_config()
+    with pytest.raises(Exception):
+        cfg.problems.shard_rows = 3
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "problems: [unclosed\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

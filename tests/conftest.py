@@ -1,0 +1,34 @@
+"""Shared test set-up: real components, isolated state.
+
+Prefect gets its own PREFECT_HOME (its ephemeral API keeps a SQLite file there) and Ray runs
+locally; both are inherited by the CLI subprocesses that tests start.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+BARD = str(Path(sys.executable).with_name("bard"))
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bard-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole test process (starting one costs seconds)."""
+    import ray
+
+    from bard_core.config import RayConfig
+    from tasks.ray_runtime import ensure_ray
+
+    ensure_ray(RayConfig(num_cpus=2))
+    yield
+    ray.shutdown()

@@ -1,0 +1,81 @@
+"""The `problems` stage end to end on a real local Ray: caching, invalidation, refresh, kill-and-resume."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bard_core.config import load_config
+from storage.query import run_query
+from tasks import problems
+from tests.conftest import BARD
+
+
+def write_jsonl(path: Path, n: int, offset: int = 0) -> Path:
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"question": f"What is {i + offset} plus 1?", "answer": str(i + offset + 1)}) + "\n")
+    return path
+
+
+def config_for(tmp_path, source: Path, **sets):
+    overrides = [f'problems.sources=[{{"kind":"jsonl","path":"{source}"}}]', "problems.shard_rows=10"]
+    overrides += [f"{k}={v}" for k, v in sets.items()]
+    return load_config(None, overrides, home=str(tmp_path / "home"))
+
+
+def test_build_caches_and_invalidates(tmp_path, ray_local):
+    source = write_jsonl(tmp_path / "p.jsonl", 35)
+    cfg = config_for(tmp_path, source)
+    first = problems.build(cfg)
+    assert first.rows("problems") == 35 and len(first.tables["problems"]) == 4
+    assert first.stats["shards"] == 4 and first.stats["shards_resumed"] == 0
+    assert not (Path(first.path) / "_parts").exists()
+    assert problems.build(cfg) == first, "same inputs: the finished artifact is reused as it is"
+
+    changed_config = problems.build(config_for(tmp_path, source, **{"problems.max_answer_chars": 500}))
+    assert changed_config.key != first.key
+    write_jsonl(source, 36)  # the same path with other content is another input
+    changed_file = problems.build(cfg)
+    assert changed_file.key not in (first.key, changed_config.key) and changed_file.rows("problems") == 36
+    assert run_query(cfg.home, "select count(*) as n from problems").column("n")[0].as_py() == 36
+
+    refreshed = problems.build(cfg, refresh=True)
+    assert refreshed.key == changed_file.key and refreshed.created_at > changed_file.created_at
+    assert refreshed.content_hash == changed_file.content_hash
+
+
+def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local):
+    source = write_jsonl(tmp_path / "big.jsonl", 60_000)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"problems:\n  shard_rows: 1000\n  sources: [{{kind: jsonl, path: '{source}'}}]\nray:\n  num_cpus: 1\n"
+    )
+    home_a = tmp_path / "a"
+    cmd = [BARD, "stage", "problems", "--config", str(config), "--home"]
+
+    proc = subprocess.Popen(cmd + [str(home_a)], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    parts = home_a / "artifacts" / "problems"
+    deadline = time.monotonic() + 240
+    while len(list(parts.glob("*/_parts/problems_rejected/part-*.parquet"))) < 5:
+        assert proc.poll() is None, "the stage finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(parts.glob("*/manifest.json")), "killed before the manifest: not complete"
+    done_before = len(list(parts.glob("*/_parts/problems_rejected/part-*.parquet")))
+
+    subprocess.run(cmd + [str(home_a)], check=True, capture_output=True)
+    resumed = json.loads(next(parts.glob("*/manifest.json")).read_text())
+    fresh = problems.build(load_config(config, home=str(tmp_path / "uninterrupted"))).model_dump()
+    assert resumed["stats"]["shards_resumed"] >= done_before >= 5
+    assert fresh["stats"]["shards_resumed"] == 0
+    assert resumed["content_hash"] == fresh["content_hash"]
+    assert resumed["tables"] == fresh["tables"]
+    assert sum(s["rows"] for s in resumed["tables"]["problems"]) == 60_000
