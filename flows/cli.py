@@ -88,7 +88,7 @@ def run(
 
     cfg = _load(config, overrides, home)
     names = registry.select(stages, start)
-    refreshed = sorted({n for r in refresh for n in registry.after(registry.select(r)[0])})
+    refreshed = {n for r in refresh for n in registry.after(r)}
     _run(cfg, names, [n for n in names if n in refreshed], dry_run)
 
 

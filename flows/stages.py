@@ -39,4 +39,5 @@ def _check(names: list[str]) -> None:
 
 def after(stage: str) -> list[str]:
     """`stage` and every stage that follows it (what --refresh recomputes)."""
+    _check([stage])
     return ORDER[ORDER.index(stage):]
