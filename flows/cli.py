@@ -175,6 +175,19 @@ def query(
         raise BardError(f"unknown --format {fmt!r}: choose table, csv, json or parquet")
 
 
+@export_app.command("reward-func")
+def export_reward_func(
+    out: Path = typer.Argument(..., help="Where to write the reward file, e.g. reward_func.py."),
+    config: Optional[Path] = ConfigOpt,
+    overrides: list[str] = SetOpt,
+) -> None:
+    """Write OpenRLHF's reward file (--reward.remote_url OUT) with this config's budget and reward baked in."""
+    from bard_core.reward_file import write_reward_file
+
+    path = write_reward_file(_load(config, overrides, None), out)
+    console.print(f"Wrote {path}: pass it to OpenRLHF as --reward.remote_url {path}")
+
+
 def main() -> None:
     try:
         app()

@@ -77,3 +77,20 @@ def test_user_errors_print_one_message_and_no_traceback(tmp_path):
 def test_config_show_prints_the_resolved_config():
     shown = bard("config", "show", "--set", "problems.shard_rows=33").stdout
     assert "shard_rows: 33" in shown and "template: Think for at most {budget} tokens." in shown
+
+
+def test_export_reward_func_writes_a_file_openrlhf_can_call(tmp_path):
+    import importlib.util
+
+    out = tmp_path / "reward_func.py"
+    printed = bard("export", "reward-func", str(out), "--set", "reward.over_budget_value=-0.5").stdout
+    assert str(out) in " ".join(printed.split())
+    spec = importlib.util.spec_from_file_location("reward_func", str(out))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    prompt = "<|im_start|>user\nWhat is 2+2?\nThink for at most 5 tokens.<|im_end|>\n<|im_start|>assistant\n"
+    label = json.dumps({"answer": "4", "budget": 5})
+    short = module.reward_func([prompt + "<think>2+2=4</think>\\boxed{4}"], [prompt], [label])
+    long = module.reward_func([prompt + "<think>" + "let me add the numbers " * 10 + "</think>\\boxed{4}"], [prompt], [label])
+    wrong = module.reward_func([prompt + "<think>2+2=5</think>\\boxed{5}"], [prompt], [label])
+    assert (short["rewards"], long["rewards"], wrong["rewards"]) == (1.0, -0.5, 0.0)
