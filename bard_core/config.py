@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bard_core.errors import BardError
+from bard_core.generation.config import GenerationBackendConfig, SamplingParams
 from bard_core.section import Section
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
@@ -159,6 +160,80 @@ class RewardConfig(Section):
     )
 
 
+# ---------------------------------------------------------------- data-making stages (teacher, compress)
+
+DEFAULT_TEACHER_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_COMPRESS_TEMPLATE = (
+    "Below is a question and a correct step-by-step reasoning that answers it.\n\n"
+    "Question:\n{question}\n\nReasoning:\n{reasoning}\n\n"
+    "Rewrite the reasoning to use at most {budget} tokens. Keep every step the final answer depends on "
+    "and drop the rest (checks, restatements, detours). Reply in exactly this form:\n"
+    "<think>\nthe shortened reasoning\n</think>\n\nthe final answer, within \\boxed{}."
+)
+
+
+class GenerationStage(Section):
+    """What both data-making stages share: the backend, how to sample, and how work is cut up."""
+
+    generation: GenerationBackendConfig | None = Field(
+        None, description="the engine (backend: hf, openai or vllm); the stage cannot run without one"
+    )
+    system_prompt: str | None = Field(None, description="sent as the system turn when set")
+    workers: int = Field(1, ge=1, description="engines run side by side, each in its own Ray actor")
+    shard_rows: int = Field(256, ge=1, description="input rows per Ray work item and per output shard")
+    commit_rows: int = Field(
+        16, ge=1, description="input rows generated and committed together: a kill loses at most these"
+    )
+
+
+class TeacherConfig(GenerationStage):
+    """Stage `teacher`: n long chains of thought per problem from the teacher (DeepSeek-R1 in the paper)."""
+
+    sampling: SamplingParams = Field(
+        default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32768, n=4),
+        description="n = samples per problem; each problem's seed is derived from its uid and `seed`",
+    )
+    prompt_template: str = Field(
+        DEFAULT_TEACHER_TEMPLATE, description="the user turn; {question} is replaced (other braces are literal)"
+    )
+    splits: list[str] = Field(["train"], description="problem splits sampled (held-out splits are left alone)")
+
+    @model_validator(mode="after")
+    def _template_has_question(self) -> "TeacherConfig":
+        if "{question}" not in self.prompt_template:
+            raise ValueError("`prompt_template` must contain {question}")
+        return self
+
+
+class CompressConfig(GenerationStage):
+    """Stage `compress`: each verified chain rewritten to k budgets (Qwen3-32B in the paper); budgets come
+    from the `budget_sampling` section, and a rewrite is accepted only if it fits and keeps the answer."""
+
+    sampling: SamplingParams = Field(
+        default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95, max_tokens=16384),
+        description="one rewrite per (chain, budget, attempt); seeds derive from the compression uid",
+    )
+    prompt_template: str = Field(
+        DEFAULT_COMPRESS_TEMPLATE,
+        description="the user turn; {question}, {reasoning} (the teacher's thinking) and {budget} (the target) "
+        "are replaced; other braces are literal",
+    )
+    only_correct: bool = Field(True, description="compress only chains whose answer verified")
+    min_thinking_tokens: int = Field(0, ge=0, description="skip chains with less thinking than this")
+    tau: float = Field(0.0, ge=0, description="a rewrite fits when its thinking tokens <= budget * (1 + tau)")
+    attempts: int = Field(2, ge=1, description="tries per budget; over-budget rewrites are retried with a tighter target")
+    retry_shrink: float = Field(
+        0.75, gt=0, lt=1, description="each retry asks for this fraction of the previous attempt's target"
+    )
+
+    @model_validator(mode="after")
+    def _template_fields(self) -> "CompressConfig":
+        missing = [f for f in ("{question}", "{reasoning}", "{budget}") if f not in self.prompt_template]
+        if missing:
+            raise ValueError(f"`prompt_template` must contain {', '.join(missing)}")
+        return self
+
+
 # ---------------------------------------------------------------- the whole pipeline
 
 
@@ -176,6 +251,8 @@ class BardConfig(Section):
     budget_sampling: BudgetSamplingConfig = BudgetSamplingConfig()
     verify: VerifyConfig = VerifyConfig()
     reward: RewardConfig = RewardConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    compress: CompressConfig = CompressConfig()
 
 
 class ConfigError(BardError):

@@ -31,5 +31,52 @@ PROBLEMS_REJECTED = pa.schema(
 )
 
 
+# Stage `teacher`: one row per sample. thinking_tokens are the student's tokens (budget.count decides
+# thinking or whole completion); completion_tokens are the teacher's own, as its engine reported them.
+TEACHER_SAMPLES = pa.schema(
+    [
+        ("uid", pa.string()),  # <problem_uid>/s<sample_idx>
+        ("problem_uid", pa.string()),
+        ("source", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("model", pa.string()),
+        ("prompt", pa.string()),  # the user turn sent (the system prompt is in the artifact's config)
+        ("completion", pa.string()),
+        ("thinking", pa.string()),
+        ("answer_pred", pa.string()),
+        ("correct", pa.bool_()),  # null: the gold cannot be parsed
+        ("thinking_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("finish_reason", pa.string()),
+        ("truncated", pa.bool_()),  # cut off by max_tokens, or thinking never closed: kept, flagged
+        ("seed", pa.int64()),
+    ]
+)
+
+# Stage `compress`: one row per (teacher sample, budget); rejected rewrites are kept with their reason.
+COMPRESSIONS = pa.schema(
+    [
+        ("uid", pa.string()),  # <sample_uid>/b<budget>
+        ("sample_uid", pa.string()),
+        ("problem_uid", pa.string()),
+        ("source", pa.string()),
+        ("budget", pa.int64()),
+        ("target", pa.int64()),  # the budget asked for in the last attempt (tighter after an overshoot)
+        ("attempts", pa.int32()),
+        ("model", pa.string()),
+        ("completion", pa.string()),  # the whole rewrite: thinking and final answer
+        ("thinking", pa.string()),
+        ("thinking_tokens", pa.int64()),
+        ("teacher_thinking_tokens", pa.int64()),
+        ("answer_pred", pa.string()),
+        ("within_budget", pa.bool_()),
+        ("answer_preserved", pa.bool_()),
+        ("accepted", pa.bool_()),
+        ("reject_reason", pa.string()),  # null when accepted; else format, answer_changed or over_budget
+        ("seed", pa.int64()),
+    ]
+)
+
+
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)

@@ -88,6 +88,10 @@ def run(
 
     cfg = _load(config, overrides, home)
     names = registry.select(stages, start)
+    if not stages and not start:
+        names, stopped = registry.default_stages(cfg)
+        if stopped:
+            console.print(f"[yellow]{stopped}[/]")
     refreshed = {n for r in refresh for n in registry.after(r)}
     _run(cfg, names, [n for n in names if n in refreshed], dry_run)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from bard_core.errors import BardError
-from tasks import problems
+from tasks import compress, problems, teacher
 
 ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
 # Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
-BUILT: dict[str, ModuleType] = {"problems": problems}
+BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress}
 
 
 def select(stages: str | None = None, start: str | None = None) -> list[str]:
@@ -41,3 +41,14 @@ def after(stage: str) -> list[str]:
     """`stage` and every stage that follows it (what --refresh recomputes)."""
     _check([stage])
     return ORDER[ORDER.index(stage):]
+
+
+def default_stages(config) -> tuple[list[str], str | None]:
+    """What `bard run` with no stage options runs: the built stages in order, up to the first whose engine
+    the config leaves unset (a profile may stop before generation), and why it stopped there."""
+    names = select()
+    for i, name in enumerate(names):
+        section = getattr(config, name, None)
+        if section is not None and getattr(section, "generation", "") is None:
+            return names[:i], f"stopping before {name}: {name}.generation is not set in this config"
+    return names, None

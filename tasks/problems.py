@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
-import shutil
+from pathlib import Path
 
 import pyarrow as pa
 from prefect import task
@@ -13,9 +14,8 @@ from prefect.cache_policies import NONE
 from bard_core import contracts
 from bard_core import problems as stage
 from bard_core.config import BardConfig, ProblemsConfig
-from storage import catalog
-from storage.artifacts import ArtifactStore, Manifest, artifact_key, commit_shard, has_shard, read_shards, write_table
-from storage.lock import artifact_lock
+from storage.artifacts import Manifest, artifact_key, commit_shard, has_shard, read_shards, write_table
+from tasks.build import build_artifact
 from tasks.publish import publish_summary
 from tasks.ray_runtime import ensure_ray, run_shards
 
@@ -52,41 +52,31 @@ def _build_shard(spec: stage.ShardSpec, config: ProblemsConfig, artifact_dir: st
 
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
     """Build (or reuse, or resume) the `problems` artifact."""
-    store = ArtifactStore(config.home)
-    k = key(config)
-    with artifact_lock(store.home, NAME, k, config.lock_timeout_s):
-        if refresh:
-            shutil.rmtree(store.artifact_dir(NAME, k), ignore_errors=True)
-        manifest = store.manifest(NAME, k)
-        if manifest:
-            log.info("problems: cached artifact %s (%d problems)", k, manifest.rows("problems"))
-            catalog.register(store.home, manifest)
-            return manifest
+    return build_artifact(
+        config, NAME, stage.VERSION, key(config), key_config(config), {}, functools.partial(_make, config), refresh,
+        flow_run_id,
+    )
 
-        path = store.begin(NAME, k, key_config(config), inputs={})
-        specs = stage.plan(config.problems)
-        missing = [s for s in specs if not has_shard(path, PARTS_REJECTED, s.index)]
-        if len(missing) < len(specs):
-            log.info("problems: resuming, %d of %d shards already committed", len(specs) - len(missing), len(specs))
-        if missing:
-            ensure_ray(config.ray)
-            run_shards(_build_shard, missing, config.problems, str(path), label=NAME)
 
-        parts = zip(read_shards(path, PARTS, len(specs)), read_shards(path, PARTS_REJECTED, len(specs)))
-        problems, rejected = stage.finalize([(p.to_pylist(), r.to_pylist()) for p, r in parts])
-        shard_rows = config.problems.shard_rows
-        tables = {
-            "problems": write_table(path, "problems", contracts.to_table(problems, contracts.PROBLEMS), shard_rows),
-            "problems_rejected": write_table(
-                path, "problems_rejected", contracts.to_table(rejected, contracts.PROBLEMS_REJECTED), shard_rows
-            ),
-        }
-        stats = _stats(problems, rejected, shards=len(specs), resumed=len(specs) - len(missing))
-        manifest = store.finish(NAME, k, stage.VERSION, {}, tables, stats, flow_run_id)
-        shutil.rmtree(path / "_parts", ignore_errors=True)
-        catalog.register(store.home, manifest)
-    log.info("problems: %d problems, %d rejected -> %s", len(problems), len(rejected), path)
-    return manifest
+def _make(config: BardConfig, path: Path) -> tuple[dict[str, int], dict]:
+    specs = stage.plan(config.problems)
+    missing = [s for s in specs if not has_shard(path, PARTS_REJECTED, s.index)]
+    if len(missing) < len(specs):
+        log.info("problems: resuming, %d of %d shards already committed", len(specs) - len(missing), len(specs))
+    if missing:
+        ensure_ray(config.ray)
+        run_shards(_build_shard, missing, config.problems, str(path), label=NAME)
+
+    parts = zip(read_shards(path, PARTS, len(specs)), read_shards(path, PARTS_REJECTED, len(specs)))
+    problems, rejected = stage.finalize([(p.to_pylist(), r.to_pylist()) for p, r in parts])
+    shard_rows = config.problems.shard_rows
+    tables = {
+        "problems": write_table(path, "problems", contracts.to_table(problems, contracts.PROBLEMS), shard_rows),
+        "problems_rejected": write_table(
+            path, "problems_rejected", contracts.to_table(rejected, contracts.PROBLEMS_REJECTED), shard_rows
+        ),
+    }
+    return tables, _stats(problems, rejected, shards=len(specs), resumed=len(specs) - len(missing))
 
 
 def _stats(problems: list[dict], rejected: list[dict], shards: int, resumed: int) -> dict:

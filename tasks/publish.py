@@ -13,3 +13,24 @@ def publish_summary(manifest: Manifest, rows: list[dict]) -> None:
         table=rows,
         description=f"`{manifest.stage}` artifact {manifest.key}: {manifest.path}",
     )
+
+
+def progress_reporter(stage: str):
+    """A callback `(done, total)` that keeps one Prefect progress artifact up to date (at most every few
+    seconds: each update is an API call)."""
+    import time
+
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    state = {"id": None, "at": 0.0}
+
+    def report(done: int, total: int) -> None:
+        percent = 100.0 * done / max(total, 1)
+        now = time.monotonic()
+        if state["id"] is None:
+            state["id"] = create_progress_artifact(percent, key=f"{stage}-progress", description=f"`{stage}` chunks done")
+        elif now - state["at"] >= 5 or done == total:
+            update_progress_artifact(state["id"], percent)
+        state["at"] = now
+
+    return report

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bard_core.generation.local_models import build_tiny_model
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"  # small real files the tests read (AIME 2024/2025, copied from shared/data/eval)
 BARD = str(Path(sys.executable).with_name("bard"))
@@ -32,3 +34,15 @@ def ray_local():
     ensure_ray(RayConfig(num_cpus=2))
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A tiny Qwen3 model directory whose chat template opens the assistant turn plainly."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="session")
+def tiny_think_model(tmp_path_factory) -> str:
+    """The same model, but its chat template prefills "<think>\\n" as DeepSeek-R1's does."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-think"), think_prefill=True))

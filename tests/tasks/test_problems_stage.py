@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from bard_core.config import load_config
 from storage.query import run_query

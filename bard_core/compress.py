@@ -1,0 +1,134 @@
+"""Stage `compress`: each verified teacher chain rewritten to k budgets by the compressor model.
+
+A rewrite is accepted only if its thinking fits `budget * (1 + tau)` by the student's tokenizer, its
+final answer still verifies against the gold, and its format is intact (closed thinking, an answer
+after it). Rewrites that only overshoot are retried with a tighter target, up to `attempts` tries;
+every (chain, budget) ends as one row, accepted or with its reject reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bard_core.budget import count_budget_tokens, sample_budgets, split_thinking
+from bard_core.config import BardConfig, CompressConfig
+from bard_core.generation import Completion, GenerationBackend, GenerationRequest
+from bard_core.prompts import chat, fill
+from bard_core.teacher import derived_seed
+from bard_core.tokenizers import cached_tokenizer
+from bard_core.verify import check_answer, extract_answer
+
+VERSION = 1
+REJECT_REASONS = ("format", "answer_changed", "over_budget")
+
+
+def eligible(sample: dict, cfg: CompressConfig) -> bool:
+    """Whether a teacher sample is worth compressing: verified (by config), complete, long enough."""
+    if cfg.only_correct and sample["correct"] is not True:
+        return False
+    return not sample["truncated"] and sample["thinking_tokens"] >= cfg.min_thinking_tokens
+
+
+@dataclass
+class Job:
+    """One (chain, budget) through its attempts."""
+
+    sample: dict
+    question: str
+    gold: str
+    choices: list[str] | None
+    budget: int
+    target: int
+    attempts: int = 0
+    row: dict | None = None
+
+    @property
+    def uid(self) -> str:
+        return f"{self.sample['uid']}/b{self.budget}"
+
+
+def jobs_for(samples: Sequence[dict], problems: dict[str, dict], config: BardConfig, coverage=None) -> list[Job]:
+    """The budgets each chain is compressed to: drawn from `budget_sampling`, seeded by the sample uid,
+    all below the chain's own length (compressing never lengthens)."""
+    jobs = []
+    for s in samples:
+        problem = problems[s["problem_uid"]]
+        for budget in sample_budgets(config.budget_sampling, s["uid"], below=s["thinking_tokens"], coverage=coverage):
+            jobs.append(Job(s, problem["question"], problem["answer"], problem["choices"], budget, target=budget))
+    return jobs
+
+
+def request(job: Job, cfg: CompressConfig) -> GenerationRequest:
+    user = fill(cfg.prompt_template, question=job.question, reasoning=job.sample["thinking"].strip(), budget=job.target)
+    seed = derived_seed(cfg.sampling.seed, f"{job.uid}/a{job.attempts}")
+    return GenerationRequest(
+        uid=job.uid, messages=chat(user, cfg.system_prompt), sampling=cfg.sampling.model_copy(update={"n": 1, "seed": seed})
+    )
+
+
+def judge(job: Job, completion: Completion, thinking_tokens: int, config: BardConfig) -> dict:
+    """The `compressions` row of one rewrite."""
+    cfg = config.compress
+    split = split_thinking(completion.text, config.budget)
+    well_formed = (
+        completion.finish_reason != "length" and not split.truncated and split.thinking.strip() != ""
+        and completion.text.find(config.budget.think_open) >= 0
+    )
+    pred = extract_answer(split.answer, job.choices) if well_formed else None
+    preserved = check_answer(pred, job.gold, config.verify, job.choices) is True
+    within = thinking_tokens <= job.budget * (1 + cfg.tau)
+    if pred is None:
+        reason = "format"
+    elif not preserved:
+        reason = "answer_changed"
+    elif not within:
+        reason = "over_budget"
+    else:
+        reason = None
+    return {
+        "uid": job.uid,
+        "sample_uid": job.sample["uid"],
+        "problem_uid": job.sample["problem_uid"],
+        "source": job.sample["source"],
+        "budget": job.budget,
+        "target": job.target,
+        "attempts": job.attempts,
+        "model": completion.model,
+        "completion": completion.text,
+        "thinking": split.thinking,
+        "thinking_tokens": thinking_tokens,
+        "teacher_thinking_tokens": job.sample["thinking_tokens"],
+        "answer_pred": pred,
+        "within_budget": within,
+        "answer_preserved": preserved,
+        "accepted": reason is None,
+        "reject_reason": reason,
+        "seed": completion.seed,
+    }
+
+
+def compress(
+    samples: Sequence[dict], problems: dict[str, dict], backend: GenerationBackend, config: BardConfig, coverage=None
+) -> list[dict]:
+    """`compressions` rows for these teacher samples (the eligible ones), in (sample, budget) order.
+    `problems` maps a problem uid to its row (question, answer, choices)."""
+    cfg = config.compress
+    jobs = jobs_for([s for s in samples if eligible(s, cfg)], problems, config, coverage)
+    tokenizer = cached_tokenizer(config.budget.tokenizer)
+    pending = jobs
+    while pending:
+        for job in pending:
+            job.attempts += 1
+        completions = backend.generate([request(job, cfg) for job in pending])
+        tokens = count_budget_tokens([c.text for c in completions], tokenizer, config.budget)
+        retry = []
+        for job, completion, n_tokens in zip(pending, completions, tokens, strict=True):
+            job.row = judge(job, completion, n_tokens, config)
+            if job.row["reject_reason"] == "over_budget" and job.attempts < cfg.attempts:
+                # Ask for less by the overshoot's own ratio, and at least by `retry_shrink`.
+                job.target = max(1, math.floor(job.target * min(cfg.retry_shrink, job.budget / n_tokens)))
+                retry.append(job)
+        pending = retry
+    return [job.row for job in jobs]

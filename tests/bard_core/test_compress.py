@@ -1,0 +1,118 @@
+"""Compression acceptance (fits the budget, keeps the answer, format intact), retries with a tighter target,
+budget draws below the chain's own length, and the prompt. The compressor LLM is an external model: here a
+deterministic stand-in that rewrites to a chosen number of words, so every branch is reached on purpose."""
+
+import re
+
+from bard_core.compress import compress, eligible, jobs_for, request
+from bard_core.config import BardConfig, BudgetSamplingConfig, CompressConfig
+from bard_core.generation import Completion, HFBackendConfig
+from bard_core.tokenizers import cached_tokenizer
+
+GEN = HFBackendConfig(backend="hf", model="unused")
+PROBLEM = {"uid": "p1", "question": "What is 3 + 4 + 5?", "answer": "12", "choices": None}
+
+
+def config(**compress) -> BardConfig:
+    return BardConfig(
+        compress=CompressConfig(generation=GEN, **compress),
+        budget_sampling=BudgetSamplingConfig(mode="tiers", tiers=[20, 40, 80], per_chain=3),
+    )
+
+
+def chain(uid="p1/s0", tokens=100, correct=True, truncated=False) -> dict:
+    thinking = " ".join(["step"] * tokens)
+    return {"uid": uid, "problem_uid": "p1", "source": "toy", "thinking": thinking, "thinking_tokens": tokens,
+            "correct": correct, "truncated": truncated}  # fmt: skip
+
+
+class StandInCompressor:
+    """Answers each request by `reply(target, attempt)` -> (words of thinking, answer, closed?)."""
+
+    def __init__(self, reply):
+        self.reply, self.calls = reply, []
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            target = int(re.search(r"at most (\d+) tokens", r.messages[-1]["content"]).group(1))
+            self.calls.append((r.uid, target))
+            words, answer, closed = self.reply(target, sum(1 for uid, _ in self.calls if uid == r.uid))
+            text = "<think>\n" + " ".join(["go"] * words) + ("\n</think>\n\n" if closed else "") + f"\\boxed{{{answer}}}"
+            out.append(Completion(r.uid, 0, text, 10, words + 5, "stop", r.sampling.seed, "stand-in"))
+        return out
+
+
+def test_budgets_are_below_the_chain_length_and_reproducible():
+    cfg = config()
+    assert [j.budget for j in jobs_for([chain(tokens=100)], {"p1": PROBLEM}, cfg)] == [20, 40, 80]
+    assert [j.budget for j in jobs_for([chain(tokens=50)], {"p1": PROBLEM}, cfg)] == [20, 40]
+    assert jobs_for([chain(tokens=15)], {"p1": PROBLEM}, cfg) == []
+    log_cfg = BardConfig(budget_sampling=BudgetSamplingConfig(min_budget=10, max_budget=1000, per_chain=3))
+    a = [j.budget for j in jobs_for([chain(tokens=500)], {"p1": PROBLEM}, log_cfg)]
+    assert a == [j.budget for j in jobs_for([chain(tokens=500)], {"p1": PROBLEM}, log_cfg)]
+    assert len(a) == 3 and all(10 <= b < 500 for b in a)
+
+
+def test_eligibility_follows_the_config():
+    cfg = config(min_thinking_tokens=50).compress
+    assert eligible(chain(tokens=60), cfg)
+    assert not eligible(chain(tokens=40), cfg)
+    assert not eligible(chain(correct=False), cfg) and not eligible(chain(correct=None), cfg)
+    assert not eligible(chain(truncated=True), cfg)
+    assert eligible(chain(correct=False), config(only_correct=False).compress)
+
+
+def test_prompt_carries_question_reasoning_and_target_and_literal_braces():
+    cfg = config(system_prompt="You compress.").compress
+    job = jobs_for([chain(tokens=30)], {"p1": {**PROBLEM, "question": "Is {budget} literal?"}}, config())[0]
+    r = request(job, cfg)
+    user = r.messages[-1]["content"]
+    assert r.messages[0] == {"role": "system", "content": "You compress."}
+    assert "Is {budget} literal?" in user and "step step" in user and "at most 20 tokens" in user
+    assert "\\boxed{}" in user and r.sampling.n == 1
+
+
+def test_acceptance_reasons_and_retries_with_a_tighter_target():
+    counter = cached_tokenizer("qwen3")
+    # " go" is one Qwen3 token, so words = thinking tokens (+1 for the leading newline pair)
+    assert counter.count(["\n" + " ".join(["go"] * 9) + "\n"]) == [11]
+
+    def reply(target, attempt):
+        if target == 80:
+            return 5, "13", True  # fits, but the answer changed
+        if target < 40 and target != 20:
+            return target - 5, "12", True  # the retry at a tighter target fits
+        if target == 40:
+            return 60, "12", True  # overshoots
+        return 10, "12", False  # budget 20: no closing tag
+
+    backend = StandInCompressor(reply)
+    rows = compress([chain(tokens=100)], {"p1": PROBLEM}, backend, config(attempts=3))
+    by_budget = {r["budget"]: r for r in rows}
+    assert [r["uid"] for r in rows] == ["p1/s0/b20", "p1/s0/b40", "p1/s0/b80"]
+    assert by_budget[20]["reject_reason"] == "format" and not by_budget[20]["accepted"]
+    assert by_budget[80]["reject_reason"] == "answer_changed" and by_budget[80]["within_budget"]
+    assert not by_budget[80]["answer_preserved"]
+    fit = by_budget[40]
+    assert fit["accepted"] and fit["reject_reason"] is None and fit["attempts"] == 2
+    assert fit["target"] < 40 and fit["thinking_tokens"] <= 40 and fit["answer_pred"] == "12"
+    assert fit["teacher_thinking_tokens"] == 100
+    # Only the overshoot was retried, and with the overshoot's own ratio: 40 * 40/62 -> 25.
+    assert [t for uid, t in backend.calls if uid == "p1/s0/b40"] == [40, 25]
+
+
+def test_over_budget_after_every_attempt_is_rejected_and_tau_gives_slack():
+    backend = StandInCompressor(lambda target, attempt: (45, "12", True))
+    rows = compress([chain(tokens=100)], {"p1": PROBLEM}, backend, config(attempts=2))
+    over = {r["budget"]: r for r in rows}[40]
+    assert over["reject_reason"] == "over_budget" and over["attempts"] == 2 and not over["within_budget"]
+    slack = compress([chain(tokens=100)], {"p1": PROBLEM}, backend, config(attempts=1, tau=0.2))
+    assert {r["budget"]: r for r in slack}[40]["accepted"]  # 47 tokens <= 40 * 1.2
+
+
+def test_wrong_and_truncated_chains_are_not_sent():
+    backend = StandInCompressor(lambda target, attempt: (5, "12", True))
+    chains = [chain("p1/s0", correct=False), chain("p1/s1", truncated=True), chain("p1/s2", tokens=30)]
+    rows = compress(chains, {"p1": PROBLEM}, backend, config())
+    assert [r["uid"] for r in rows] == ["p1/s2/b20"] and rows[0]["accepted"]

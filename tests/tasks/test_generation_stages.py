@@ -1,0 +1,119 @@
+"""Stages `teacher` and `compress` end to end on a real local Ray, the hf backend and a tiny model built from
+config: artifacts, statistics, catalog views, caching and invalidation, and kill -9 then resume."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from bard_core.config import load_config
+from storage.query import run_query
+from tasks import compress, problems, teacher
+from tests.conftest import BARD
+
+
+def write_config(tmp_path: Path, model: str, n_problems: int, **extra: str) -> Path:
+    source = tmp_path / "toy.jsonl"
+    words = "one two three four five six seven eight nine".split()
+    with open(source, "w") as f:
+        for i in range(n_problems):
+            f.write(json.dumps({"question": f"{words[i % 9]} plus {words[(i // 9) % 9]}", "answer": str(i)}) + "\n")
+    gen = f"{{backend: hf, model: '{model}', batch_size: 4}}"
+    text = f"""
+problems: {{sources: [{{kind: jsonl, path: '{source}'}}]}}
+budget: {{tokenizer: '{model}/tokenizer.json'}}
+budget_sampling: {{mode: uniform, min_budget: 1, max_budget: 12, per_chain: 2}}
+teacher:
+  generation: {gen}
+  sampling: {{temperature: 1.0, max_tokens: {extra.pop('max_tokens', 16)}, n: 2, seed: 3}}
+  shard_rows: {extra.pop('shard_rows', 8)}
+  commit_rows: 2
+compress:
+  generation: {gen}
+  sampling: {{max_tokens: 12}}
+  only_correct: false
+  shard_rows: 16
+  commit_rows: {extra.pop('compress_commit_rows', 8)}
+ray: {{num_cpus: 1}}
+"""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def files(manifest, table):
+    return [pq.read_table(f) for f in manifest.files(table)]
+
+
+def test_teacher_then_compress_with_statistics_views_and_caching(tmp_path, ray_local, tiny_model):
+    # The random model rarely closes a thinking block: budgets count whole completions here, so chains have length.
+    config = write_config(tmp_path, tiny_model, 20, max_tokens=24)
+    cfg = load_config(config, ["budget.count=completion"], home=str(tmp_path / "home"))
+    problems.build(cfg)
+    samples = teacher.build(cfg)
+    rows = [r for t in files(samples, "teacher_samples") for r in t.to_pylist()]
+    assert len(rows) == samples.rows("teacher_samples") == 40 and len(samples.tables["teacher_samples"]) == 3
+    assert len({r["uid"] for r in rows}) == 40 and {r["sample_idx"] for r in rows} == {0, 1}
+    assert samples.stats["chunks"] == 10 and samples.stats["chunks_resumed"] == 0
+    overall = samples.stats["per_source"][-1]
+    assert overall["source"] == "all" and overall["samples"] == 40 and overall["problems"] == 20
+    assert overall["finish_stop"] + overall["finish_length"] == 40 and overall["accuracy"] == 0.0
+    assert not (Path(samples.path) / "_parts").exists()
+    assert run_query(cfg.home, "select count(*) from teacher_samples").column(0)[0].as_py() == 40
+    assert run_query(cfg.home, "select samples from teacher_stats where source = 'all'").column(0)[0].as_py() == 40
+
+    rewrites = compress.build(cfg)
+    out = [r for t in files(rewrites, "compressions") for r in t.to_pylist()]
+    eligible = [r for r in rows if not r["truncated"] and r["thinking_tokens"] >= 2]
+    assert len(eligible) >= 5, "about half the samples stop (EOS) before max_tokens"
+    assert {r["sample_uid"] for r in out} == {r["uid"] for r in eligible}
+    assert all(r["budget"] < r["teacher_thinking_tokens"] for r in out)
+    assert all(r["reject_reason"] in ("format", "answer_changed", "over_budget") for r in out if not r["accepted"])
+    assert rewrites.stats["per_tier"][-1]["rewrites"] == len(out)
+    assert run_query(cfg.home, "select sum(rewrites) from compress_stats where tier <> 'all'").column(0)[0].as_py() == len(out)
+
+    assert teacher.build(cfg) == samples and compress.build(cfg) == rewrites, "finished artifacts are reused"
+    tighter = cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"tau": 0.5})})
+    assert teacher.key(tighter) == samples.key, "a compressor change leaves the teacher alone"
+    assert compress.key(tighter) != rewrites.key
+    more = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"workers": 2})})
+    assert teacher.key(more) == samples.key, "how many engines run is not part of the key"
+
+
+@pytest.mark.parametrize("name", ["teacher", "compress"])
+def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local, tiny_model, name):
+    config = write_config(tmp_path, tiny_model, 60, max_tokens=48, shard_rows=20, compress_commit_rows=2)
+    before = {"teacher": [problems], "compress": [problems, teacher]}[name]
+    table = {"teacher": "teacher_samples", "compress": "compressions"}[name]
+    home = tmp_path / "killed"
+    for upstream in before:
+        upstream.build(load_config(config, ["budget.count=completion"], home=str(home)))
+    cmd = [BARD, "stage", name, "--config", str(config), "--home", str(home), "--set", "budget.count=completion"]
+    parts = home / "artifacts" / name
+
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(list(parts.glob(f"*/_parts/{table}/*/part-*.parquet"))) < 3:
+        assert proc.poll() is None, "the stage finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(parts.glob("*/manifest.json"))
+    committed = len(list(parts.glob(f"*/_parts/{table}/*/part-*.parquet")))
+
+    subprocess.run(cmd, check=True, capture_output=True)
+    resumed = json.loads(next(parts.glob("*/manifest.json")).read_text())
+    fresh_cfg = load_config(config, ["budget.count=completion"], home=str(tmp_path / "fresh"))
+    for stage in before + [{"teacher": teacher, "compress": compress}[name]]:
+        fresh = stage.build(fresh_cfg).model_dump()
+    assert 3 <= committed <= resumed["stats"]["chunks_resumed"] < resumed["stats"]["chunks"]
+    assert resumed["content_hash"] == fresh["content_hash"] and resumed["tables"] == fresh["tables"]
+    uids = [u for f in sorted(Path(resumed["path"]).glob(f"{table}/*.parquet"))
+            for u in pq.read_table(f, columns=["uid"]).column("uid").to_pylist()]  # fmt: skip
+    assert len(uids) == len(set(uids)) == sum(s["rows"] for s in resumed["tables"][table]) > 0
