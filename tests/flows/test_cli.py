@@ -94,3 +94,55 @@ def test_export_reward_func_writes_a_file_openrlhf_can_call(tmp_path):
     long = module.reward_func([prompt + "<think>" + "let me add the numbers " * 10 + "</think>\\boxed{4}"], [prompt], [label])
     wrong = module.reward_func([prompt + "<think>2+2=5</think>\\boxed{5}"], [prompt], [label])
     assert (short["rewards"], long["rewards"], wrong["rewards"]) == (1.0, -0.5, 0.0)
+
+
+def test_pipeline_through_teacher_and_compress_on_a_real_openai_server(tmp_path, tiny_model):
+    """problems -> teacher -> compress as one `bard run`, both engines an OpenAI-compatible server
+    (`transformers serve`) on 127.0.0.1; Prefect progress and table artifacts; the API key never shown."""
+    import os
+
+    from prefect.client.orchestration import get_client
+
+    from tests.bard_core.generation.local_models import free_port, start_server, stop_server
+
+    source = tmp_path / "toy.jsonl"
+    source.write_text("".join(json.dumps({"question": f"one plus {w}", "answer": "2"}) + "\n"
+                              for w in ["one", "two", "three", "four", "five", "six"]))  # fmt: skip
+    port = free_port()
+    secret = "sk-test-never-print-me-42"
+    gen = (f"{{backend: openai, base_url: 'http://127.0.0.1:{port}/v1', model: '{tiny_model}', "
+           "api_key_env: BARD_TEST_KEY, concurrency: 4, timeout_s: 60, max_attempts: 3}")  # fmt: skip
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"problems: {{sources: [{{kind: jsonl, path: '{source}'}}]}}\n"
+        f"budget: {{tokenizer: '{tiny_model}/tokenizer.json', count: completion}}\n"
+        "budget_sampling: {mode: uniform, min_budget: 1, max_budget: 12, per_chain: 2}\n"
+        f"teacher: {{generation: {gen}, sampling: {{temperature: 1.0, max_tokens: 16, n: 2}}, commit_rows: 2}}\n"
+        f"compress: {{generation: {gen}, sampling: {{max_tokens: 12}}, only_correct: false}}\n"
+        "ray: {num_cpus: 1}\n"
+    )
+    home = tmp_path / "home"
+    os.environ["BARD_TEST_KEY"] = secret
+    server = start_server(port, tmp_path / "serve.log")
+    try:
+        run = bard("run", "--stages", "problems,teacher,compress", "--config", str(config), "--home", str(home))
+    finally:
+        stop_server(server)
+        del os.environ["BARD_TEST_KEY"]
+    shown = bard("config", "show", "--config", str(config)).stdout
+    assert "BARD_TEST_KEY" in shown
+    written = "".join(p.read_text() for p in home.glob("artifacts/*/*/*.json"))
+    assert secret not in run.stdout + run.stderr + shown + written
+
+    samples = bard("query", "select count(*) as n, count(distinct uid) as u, count(*) filter (where completion_tokens > 0) as t "
+                   "from teacher_samples", "-f", "json", "--home", str(home)).stdout  # fmt: skip
+    assert json.loads(samples) == {"n": 12, "u": 12, "t": 12}
+    stats = json.loads(bard("query", "select rewrites from compress_stats where tier = 'all'",
+                            "-f", "json", "--home", str(home)).stdout)  # fmt: skip
+    rewrites = json.loads(bard("query", "select count(*) as n from compressions", "-f", "json", "--home", str(home)).stdout)
+    assert stats["rewrites"] == rewrites["n"] > 0
+
+    with get_client(sync_client=True) as client:
+        artifacts = {(a.key, a.type): a for a in client.read_artifacts()}
+    assert artifacts[("teacher-progress", "progress")].data == 100.0
+    assert ("teacher-summary", "table") in artifacts and ("compress-summary", "table") in artifacts
