@@ -15,6 +15,7 @@ file (`bard_core/reward_file.py`), so this module uses only the standard library
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,6 +179,177 @@ def cheap_compare(pred: Normal, gold: Normal, cfg: VerifyConfig) -> bool | None:
     return None
 
 
+# ---------------------------------------------------------------- constants without math-verify
+
+_CONSTANT_TOKEN = re.compile(r"\d+(?:\.\d+)?|\.\d+|\\frac|\\sqrt|\\pi|\\infty|\\cdot|\\times|[-+*/^(){}\[\],]")
+# Commands after which letters are words or set notation, not variables (units, text, membership).
+_WORDY = re.compile(r"\\(?:text|textbf|textrm|mbox|mathrm|mathbf|operatorname|begin|in|cup|cap|pm|mp)(?![a-z])|=|<|>")
+_VARIABLE = re.compile(r"(?<!\\)(?<![a-zA-Z])[a-zA-Z]")
+
+
+def constant_values(text: str) -> list[complex] | None:
+    """The values of a normalised answer made only of numbers, + - * / ^, \\frac, \\sqrt, \\pi and
+    brackets, as a list (one per top-level comma, for tuples, intervals and sets); None for anything
+    else (variables, other commands, thousands separators), which is left to math-verify."""
+    tokens = _CONSTANT_TOKEN.findall(text)
+    if "".join(tokens) != text or not tokens:
+        return None
+    if tokens[0] in "([{" and tokens[-1] in ")]}" and len(tokens) > 2:
+        depth = 0
+        for i, tok in enumerate(tokens):
+            depth += (tok in "([{") - (tok in ")]}")
+            if depth == 0 and i < len(tokens) - 1:
+                break
+        else:  # one bracket pair encloses everything: it lists the elements
+            tokens = tokens[1:-1]
+    parts, depth, current = [], 0, []
+    for tok in tokens:
+        depth += (tok in "([{") - (tok in ")]}")
+        if tok == "," and depth == 0:
+            parts.append(current)
+            current = []
+        else:
+            current.append(tok)
+    parts.append(current)
+    if len(parts) > 1 and any(len(p) == 1 and len(p[0]) == 3 and p[0].isdigit() for p in parts[1:]):
+        return None  # "1,000": a thousands separator, not a pair
+    values = []
+    for part in parts:
+        parser = _ConstantParser(part)
+        try:
+            value = parser.expr()
+        except (IndexError, ValueError, ZeroDivisionError, OverflowError):
+            return None
+        if parser.pos != len(part) or math.isnan(value.real) or math.isnan(value.imag):
+            return None
+        values.append(value)
+    return values
+
+
+class _ConstantParser:
+    """Recursive descent over constant tokens, with implicit multiplication (2\\sqrt{3}, 3\\pi)."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens, self.pos = tokens, 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.tokens[self.pos]
+        if expected is not None and tok != expected:
+            raise ValueError(tok)
+        self.pos += 1
+        return tok
+
+    def expr(self) -> complex:
+        value = self.term()
+        while self.peek() in ("+", "-"):
+            value = value + self.term() if self.take() == "+" else value - self.term()
+        return value
+
+    def term(self) -> complex:
+        value = self.unary()
+        while True:
+            tok = self.peek()
+            if tok in ("*", "\\cdot", "\\times"):
+                self.take()
+                value *= self.unary()
+            elif tok == "/":
+                self.take()
+                value /= self.unary()
+            elif tok is not None and (tok[0].isdigit() or tok[0] == "." or tok in ("\\frac", "\\sqrt", "\\pi", "(", "{")):
+                if tok == "\\frac" and self.tokens[self.pos - 1][0].isdigit():
+                    raise ValueError("1\\frac{4}{5} is a mixed number to math-verify: leave it to it")
+                value *= self.power()
+            else:
+                return value
+
+    def unary(self) -> complex:
+        if self.peek() in ("+", "-"):
+            return -self.unary() if self.take() == "-" else self.unary()
+        return self.power()
+
+    def power(self) -> complex:
+        base = self.atom()
+        if self.peek() == "^":
+            self.take()
+            exponent = self.group() if self.peek() == "{" else self.atom()
+            if abs(exponent) > 64:
+                raise ValueError("exponent too large for a quick check")
+            return complex(base**exponent)
+        return base
+
+    def group(self) -> complex:
+        self.take("{")
+        value = self.expr()
+        self.take("}")
+        return value
+
+    def atom(self) -> complex:
+        tok = self.take()
+        if tok[0].isdigit() or tok[0] == ".":
+            return complex(float(tok))
+        if tok == "\\pi":
+            return complex(math.pi)
+        if tok == "\\infty":
+            return complex(math.inf)
+        if tok == "\\frac":
+            return self.group() / self.group()
+        if tok == "\\sqrt":
+            root = 2.0
+            if self.peek() == "[":
+                self.take()
+                root = self.expr()
+                self.take("]")
+            return complex(self.group() ** (1 / root))
+        if tok == "(":
+            value = self.expr()
+            self.take(")")
+            return value
+        if tok == "{":
+            self.pos -= 1
+            return self.group()
+        raise ValueError(tok)
+
+
+def has_variables(text: str) -> bool:
+    """An answer with a variable (x, n, a...) and nothing that makes letters mean something else:
+    no text, units, equations or set notation, and not e or i, which math-verify reads as constants."""
+    if _WORDY.search(text):
+        return False
+    names = _VARIABLE.findall(re.sub(r"\\[a-zA-Z]+", " ", text))
+    return any(n not in "eiEI" for n in names)
+
+
+def clearly_different(pred: str, gold: str, pred_normal: Normal, gold_normal: Normal, float_rounding: int) -> bool:
+    """math-verify could only say False, so it is not asked (saving its ~15 ms LaTeX parse and comparison):
+    both answers are constants (or lists of them: tuples, intervals, sets) and no value of one is close to
+    any value of the other beyond math-verify's rounding; or one is a constant and the other has a variable
+    (read in the raw answer, where units and text are still marked)."""
+    if pred_normal.percent or gold_normal.percent:
+        return False  # math-verify accepts 10% as both 10 and 0.1
+    a, b = constant_values(pred_normal.text), constant_values(gold_normal.text)
+    if a is None or b is None:
+        return (a is not None and has_variables(gold)) or (b is not None and has_variables(pred))
+    tolerance = 10.0 ** -max(float_rounding - 2, 0)
+
+    def close(x: complex, y: complex) -> bool:
+        if math.isinf(abs(x)) or math.isinf(abs(y)):
+            return x == y
+        return abs(x - y) <= tolerance * max(1.0, abs(x), abs(y))
+
+    if len(a) != len(b):  # math-verify may compare a list with a value as a set: different only if disjoint
+        return not any(close(x, y) for x in a for y in b)
+    unmatched = list(b)
+    for x in a:
+        match = next((i for i, y in enumerate(unmatched) if close(x, y)), None)
+        if match is None:
+            return True
+        unmatched.pop(match)
+    return False
+
+
 # ---------------------------------------------------------------- gold, multiple choice, math-verify
 
 
@@ -191,8 +363,9 @@ class Gold:
 def parse_gold(gold: str, choices: tuple[str, ...] | None = None) -> Gold | None:
     """The gold answer parsed once (cached per process); None if it cannot be parsed at all.
 
-    A plain number needs no math-verify parse here (it is made, and cached, only if a prediction
-    ever needs math-verify); any other gold must parse now, or it is unscorable.
+    A number or a constant (\\frac{\\sqrt{3}}{2}, (1, \\pi)) needs no math-verify parse here (it is made,
+    and cached, only if a prediction ever needs math-verify); any other gold must parse now, or it
+    is unscorable.
     """
     normal = normalize(gold)
     if not normal.text:
@@ -200,7 +373,7 @@ def parse_gold(gold: str, choices: tuple[str, ...] | None = None) -> Gold | None
     if choices:
         letter = choice_letter(gold, choices)
         return Gold(normal=normal, letter=letter) if letter else None
-    if normal.number is None and not _mv_gold(gold):
+    if normal.number is None and constant_values(normal.text) is None and not _mv_gold(gold):
         return None
     return Gold(normal=normal, letter=None)
 
@@ -289,9 +462,12 @@ def check_answer(pred: str | None, gold: str, cfg: VerifyConfig, choices: Sequen
         return False
     if g.letter is not None:
         return choice_letter(pred, choices) == g.letter
-    decided = cheap_compare(normalize(pred), g.normal, cfg)
+    normal = normalize(pred)
+    decided = cheap_compare(normal, g.normal, cfg)
     if decided is not None:
         return decided
+    if clearly_different(pred, gold, normal, g.normal, cfg.float_rounding):
+        return False
     limits = (cfg.float_rounding, cfg.numeric_precision, cfg.max_exponent, cfg.max_symbolic_exponent)
     return mv_equal(pred, gold, limits)
 

