@@ -234,6 +234,41 @@ class CompressConfig(GenerationStage):
         return self
 
 
+# ---------------------------------------------------------------- dataset assembly
+
+
+class AssembleConfig(Section):
+    """Stage `assemble`: the SFT mix and the RL prompts from the teacher chains and accepted compressions."""
+
+    standard_fraction: float = Field(
+        0.47, ge=0, lt=1,
+        description="share of standard (unbudgeted, full-chain) rows in the SFT mix; BARD mixed about 350K "
+        "standard with 390K budget-aware. Rows of the more plentiful kind are dropped, whole problems at a time",
+    )  # fmt: skip
+    standard_per_problem: int = Field(1, ge=1, description="verified teacher chains kept per problem as standard rows")
+    eval_splits: list[str] = Field(
+        ["test"], description="problems of these splits are evaluation sets: never trained on, decontaminated against"
+    )
+    decontam_ngram: int = Field(13, ge=1, description="word n-grams compared with the evaluation questions")
+    decontam_threshold: float = Field(
+        0.5, gt=0, le=1, description="drop a problem when this share of its n-grams occurs in one benchmark"
+    )
+    near_dup_ngram: int = Field(5, ge=1, description="word n-grams of the near-duplicate check")
+    near_dup_threshold: float = Field(0.9, gt=0, le=1, description="Jaccard similarity from which two questions are one")
+    minhash_bands: int = Field(16, ge=1, description="near duplicates: LSH bands")
+    minhash_rows: int = Field(4, ge=1, description="near duplicates: hashes per band")
+    validation_fraction: float = Field(0.05, ge=0, lt=1, description="share of problems held out for validation")
+    rl_budgets_per_problem: int = Field(1, ge=1, description="RL prompts per problem, each at its own budget")
+    seed: int = Field(0, description="split, shuffle and down-sampling")
+    memory_limit: str = Field("3GB", description="DuckDB's memory limit; it spills to disk beyond it")
+
+    @model_validator(mode="after")
+    def _minhash_size(self) -> "AssembleConfig":
+        if self.minhash_bands * self.minhash_rows > 1024:
+            raise ValueError("minhash_bands * minhash_rows must be at most 1024")
+        return self
+
+
 # ---------------------------------------------------------------- the whole pipeline
 
 
@@ -253,6 +288,7 @@ class BardConfig(Section):
     reward: RewardConfig = RewardConfig()
     teacher: TeacherConfig = TeacherConfig()
     compress: CompressConfig = CompressConfig()
+    assemble: AssembleConfig = AssembleConfig()
 
 
 class ConfigError(BardError):

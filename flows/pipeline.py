@@ -5,12 +5,13 @@ from __future__ import annotations
 from prefect import flow
 
 from bard_core.config import BardConfig
+from flows.assemble import assemble_flow
 from flows.compress import compress_flow
 from flows.problems import problems_flow
 from flows.teacher import teacher_flow
 from storage.artifacts import Manifest
 
-STAGE_FLOWS = {"problems": problems_flow, "teacher": teacher_flow, "compress": compress_flow}
+STAGE_FLOWS = {"problems": problems_flow, "teacher": teacher_flow, "compress": compress_flow, "assemble": assemble_flow}
 
 
 @flow(name="pipeline")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from bard_core.errors import BardError
-from tasks import compress, problems, teacher
+from tasks import assemble, compress, problems, teacher
 
 ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
 # Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
-BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress}
+BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble}
 
 
 def select(stages: str | None = None, start: str | None = None) -> list[str]:

@@ -107,14 +107,7 @@ def _compress(rows: list[dict], backend, problem_files: tuple[str, ...], config:
 def _summary(files: list[str], config: BardConfig) -> pa.Table:
     """Per budget tier and overall: rewrites, acceptance rate, reject reasons, and the length error
     (L - B) / B of accepted rewrites. Tiers are the configured tiers, or the log-spaced bins."""
-    if config.budget_sampling.mode == "tiers":
-        tier = "cast(budget as varchar)"
-    else:
-        edges = [round(e) for e in budget.budget_bins(config.budget_sampling)]
-        cases = " ".join(
-            f"when budget < {hi} then '{lo}-{hi}'" for lo, hi in zip(edges[:-1], edges[1:])
-        )
-        tier = f"case {cases} else '>= {edges[-1]}' end"
+    tier = tier_sql(config)
     return duckdb.sql(
         f"""
         with r as (select *, {tier} as tier, (thinking_tokens - budget) / budget as rel_error
@@ -136,6 +129,15 @@ def _summary(files: list[str], config: BardConfig) -> pa.Table:
         order by grouping(tier), min(budget)
         """
     ).to_arrow_table()
+
+
+def tier_sql(config: BardConfig) -> str:
+    """SQL naming the tier of a `budget` column: the budget itself in mode `tiers`, else its log-spaced bin."""
+    if config.budget_sampling.mode == "tiers":
+        return "cast(budget as varchar)"
+    edges = [round(e) for e in budget.budget_bins(config.budget_sampling)]
+    cases = " ".join(f"when budget < {hi} then '{lo}-{hi}'" for lo, hi in zip(edges[:-1], edges[1:]))
+    return f"case {cases} else '>= {edges[-1]}' end"
 
 
 @task(name="compress", cache_policy=NONE)

@@ -1,0 +1,285 @@
+"""Prefect task of stage `assemble`: the SFT mix and the RL prompts, streamed by DuckDB from the upstream
+Parquet files to the artifact's, never held in memory.
+
+Per-problem decisions (duplicates, contamination, split, shuffle order) come from `bard_core.assemble`
+and reach DuckDB as a small `plan` table; samples are joined to it and copied out in one ordered pass.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NONE
+
+from bard_core import assemble as stage
+from bard_core.budget import add_budget, length_coverage, sample_budgets
+from bard_core.config import BardConfig
+from bard_core.errors import BardError
+from bard_core.prompts import chat
+from bard_core.rewards import reward_label
+from bard_core.verify import gold_is_parseable
+from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
+from tasks import compress
+from tasks.build import build_artifact
+from tasks.publish import publish_summary
+
+NAME = "assemble"
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+RL_PROMPTS = pa.schema(
+    [("uid", pa.string()), ("problem_uid", pa.string()), ("prompt", MESSAGES), ("answer", pa.string()),
+     ("budget", pa.int64()), ("label", pa.string()), ("split", pa.string())]
+)  # fmt: skip
+DROPPED = pa.schema(
+    [("problem_uid", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string())]
+)
+
+
+def key_config(config: BardConfig) -> dict:
+    return {
+        "assemble": config.assemble.model_dump(mode="json", exclude={"memory_limit"}),
+        "budget": config.budget.model_dump(mode="json", include={"template", "separator", "think_open", "think_close"}),
+        "budget_sampling": config.budget_sampling.model_dump(mode="json"),
+    }
+
+
+def inputs(config: BardConfig) -> dict[str, str]:
+    return {"compress": compress.key(config)}
+
+
+def key(config: BardConfig) -> str:
+    return artifact_key(NAME, stage.VERSION, key_config(config), inputs(config))
+
+
+def check(config: BardConfig) -> None:
+    return None
+
+
+def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
+    """Build (or reuse) the `assemble` artifact from the finished `compress` artifact and its inputs."""
+    store = ArtifactStore(config.home)
+    rewrites = store.manifest("compress", compress.key(config))
+    if rewrites is None:
+        raise BardError("assemble: the compress artifact of this config is not built yet: run `bard run --from compress`")
+    samples = store.manifest("teacher", rewrites.inputs["teacher"])
+    problems = store.manifest("problems", samples.inputs["problems"])
+
+    def make(path: Path) -> tuple[dict[str, int], dict]:
+        return _assemble(config, path, problems, samples, rewrites)
+
+    return build_artifact(
+        config, NAME, stage.VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id
+    )
+
+
+def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manifest, rewrites: Manifest):
+    cfg = config.assemble
+    con = duckdb.connect()
+    scratch = path / "_parts" / "duckdb"
+    scratch.mkdir(parents=True, exist_ok=True)
+    con.execute(f"set memory_limit='{cfg.memory_limit}'")
+    con.execute(f"set temp_directory='{scratch}'")
+    con.execute("set preserve_insertion_order=true")
+    con.execute(f"create view teacher_samples as select * from read_parquet({samples.files('teacher_samples')!r})")
+    con.execute(f"create view compressions as select * from read_parquet({rewrites.files('compressions')!r})")
+
+    all_problems = pa.concat_tables(
+        pq.read_table(f, columns=["uid", "source", "question", "answer", "choices", "split"])
+        for f in problems.files("problems")
+    ).to_pylist()
+    eval_sets: dict[str, list[str]] = {}
+    pool = []
+    for p in all_problems:
+        if p["split"] in cfg.eval_splits:
+            eval_sets.setdefault(p["source"], []).append(p["question"])
+        else:
+            pool.append(p)
+
+    dropped = stage.dedup(pool, cfg)
+    dropped.update(stage.contamination(pool, eval_sets, cfg))  # contamination is the reason reported first
+    kept = [p for p in pool if p["uid"] not in dropped]
+    plan = pa.table(
+        {
+            "problem_uid": [p["uid"] for p in kept],
+            "question": [p["question"] for p in kept],
+            "split": [stage.assign_split(p["uid"], cfg) for p in kept],
+            "order_key": pa.array([stage.order_key(p["uid"], cfg) for p in kept], pa.int64()),
+        }
+    )
+    con.register("plan_arrow", plan)
+    con.execute("create table plan as select * from plan_arrow")
+
+    mix = _sft(con, config, path)
+    rl_rows, unscorable = _rl_prompts(con, config, kept, plan)
+    source_of = {p["uid"]: p["source"] for p in pool}
+    drops = [
+        {"problem_uid": uid, "source": source_of[uid], "reason": reason, "detail": detail}
+        for uid, (reason, detail) in sorted(dropped.items())
+    ] + [{"problem_uid": uid, "source": source_of[uid], "reason": "unscorable_gold", "detail": ""} for uid in unscorable]
+    tables = {
+        "sft_dataset": 1,
+        "rl_prompts": write_table(path, "rl_prompts", pa.Table.from_pylist(rl_rows, schema=RL_PROMPTS), 1_000_000),
+        "assemble_dropped": write_table(path, "assemble_dropped", pa.Table.from_pylist(drops, schema=DROPPED), 1_000_000),
+    }
+    stats_table, histogram = _stats(con, path, compress.tier_sql(config))
+    tables["assemble_stats"] = write_table(path, "assemble_stats", stats_table, 1_000_000)
+    tables["assemble_histogram"] = write_table(path, "assemble_histogram", histogram, 1_000_000)
+    decontamination = [
+        {"benchmark": b, "eval_questions": len(qs),
+         "removed": sum(1 for r, d in dropped.values() if r == "contaminated" and d == b)}
+        for b, qs in sorted(eval_sets.items())
+    ]  # fmt: skip
+    con.close()
+    stats = {
+        "problems": {"pool": len(pool), "kept": len(kept), "eval": sum(len(q) for q in eval_sets.values())},
+        "dropped": _count(reason for reason, _ in dropped.values()) | ({"unscorable_gold": len(unscorable)} if unscorable else {}),
+        "decontamination": decontamination,
+        "mix": mix,
+        "rl_prompts": len(rl_rows),
+        "per_kind": stats_table.to_pylist(),
+    }
+    return tables, stats
+
+
+def _count(items) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> dict:
+    """Write `sft_dataset` in one ordered DuckDB pass; return the mix counts before and after the ratio."""
+    cfg, b = config.assemble, config.budget
+    con.execute(
+        f"""
+        create temp table standard_rows as
+        select s.uid, s.problem_uid, s.completion, s.thinking_tokens
+        from teacher_samples s join plan using (problem_uid)
+        where s.correct and not s.truncated
+        qualify row_number() over (partition by s.problem_uid order by hash({cfg.seed}, s.uid), s.uid)
+                <= {cfg.standard_per_problem}
+        """
+    )
+    con.execute(
+        """
+        create temp table budget_rows as
+        select c.uid, c.problem_uid, c.budget, c.completion, c.thinking_tokens
+        from compressions c join plan using (problem_uid) where c.accepted
+        """
+    )
+    n_standard = con.execute("select count(*) from standard_rows").fetchone()[0]
+    n_budget = con.execute("select count(*) from budget_rows").fetchone()[0]
+    f = cfg.standard_fraction
+    # Keep every row of the scarcer kind; take whole problems of the other, in seeded order, up to the ratio.
+    trim, limit = None, None
+    if n_budget and n_standard > f / (1 - f) * n_budget:
+        trim, limit = "standard_rows", round(n_budget * f / (1 - f))
+    elif f > 0 and n_standard and n_budget > (1 - f) / f * n_standard:
+        trim, limit = "budget_rows", round(n_standard * (1 - f) / f)
+    if trim:
+        con.execute(
+            f"""
+            create temp table trimmed as
+            with per_problem as (
+                select problem_uid, count(*) as n, hash({cfg.seed} + 2, problem_uid) as h from {trim} group by 1),
+            running as (select problem_uid, sum(n) over (order by h, problem_uid) as upto from per_problem)
+            select t.* from {trim} t join running using (problem_uid) where running.upto <= {limit}
+            """
+        )
+        con.execute(f"drop table {trim}")
+        con.execute(f"alter table trimmed rename to {trim}")
+    think = b.think_open.replace("'", "''")
+    template = b.template.replace("'", "''")
+    separator = b.separator.replace("'", "''")
+    out = path / "sft_dataset" / "part-00000.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    con.execute(
+        f"""
+        copy (
+            with rows as (
+                select uid, problem_uid, 'budget' as kind, budget, completion, thinking_tokens from budget_rows
+                union all
+                select uid, problem_uid, 'standard', null::bigint, completion, thinking_tokens from standard_rows)
+            select r.uid, r.problem_uid, r.kind, r.budget,
+                   [{{'role': 'user', 'content': case when r.budget is null then p.question
+                       else p.question || '{separator}' || replace('{template}', '{{budget}}', r.budget::varchar) end}}]
+                       as prompt,
+                   [{{'role': 'assistant', 'content': case when contains(r.completion, '{think}') then r.completion
+                       else '{think}' || r.completion end}}] as completion,
+                   r.thinking_tokens, p.split
+            from rows r join plan p using (problem_uid)
+            order by p.split, p.order_key, r.problem_uid, r.kind, r.budget nulls last, r.uid
+        ) to '{tmp}' (format parquet, compression zstd)
+        """
+    )
+    os.replace(tmp, out)
+    kept = dict(con.execute("select kind, count(*) from read_parquet(?) group by 1", [str(out)]).fetchall())
+    return {
+        "standard_available": n_standard, "budget_available": n_budget,
+        "standard": kept.get("standard", 0), "budget": kept.get("budget", 0),
+        "standard_fraction": round(kept.get("standard", 0) / max(1, sum(kept.values())), 4),
+    }  # fmt: skip
+
+
+def _rl_prompts(con, config: BardConfig, kept: list[dict], plan: pa.Table) -> tuple[list[dict], list[str]]:
+    """One RL prompt per problem and budget (budgets from `budget_sampling`, long-tail reweighting included),
+    the gold as label; problems whose gold cannot be graded are left out and reported."""
+    cfg = config.assemble
+    coverage = None
+    if config.budget_sampling.mode == "flat":
+        lengths = con.execute("select thinking_tokens from teacher_samples where correct and not truncated").fetchall()
+        coverage = length_coverage([n for (n,) in lengths], config.budget_sampling)
+    split = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("split").to_pylist()))
+    order = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("order_key").to_pylist()))
+    rows, unscorable = [], []
+    for p in sorted(kept, key=lambda p: (split[p["uid"]], order[p["uid"]], p["uid"])):
+        if not gold_is_parseable(p["answer"], p["choices"]):
+            unscorable.append(p["uid"])
+            continue
+        budgets = sample_budgets(config.budget_sampling, p["uid"], count=cfg.rl_budgets_per_problem, coverage=coverage)
+        for budget in budgets:
+            rows.append({
+                "uid": f"{p['uid']}/b{budget}", "problem_uid": p["uid"],
+                "prompt": chat(add_budget(p["question"], budget, config.budget)),
+                "answer": p["answer"], "budget": budget, "label": reward_label(p["answer"], budget, p["choices"]),
+                "split": split[p["uid"]],
+            })  # fmt: skip
+    return rows, sorted(unscorable)
+
+
+def _stats(con, path: Path, budget_tier: str) -> tuple[pa.Table, pa.Table]:
+    """Rows and thinking-length percentiles per kind, budget tier and split; a log2 histogram per tier."""
+    sft = str(path / "sft_dataset" / "part-00000.parquet").replace("'", "''")
+    tier = f"case when budget is null then 'none' else {budget_tier} end"
+    summary = con.sql(
+        f"""
+        select kind, {tier} as tier, split, count(*) as rows, count(distinct problem_uid) as problems,
+               quantile_disc(thinking_tokens, 0.1) as thinking_p10, quantile_disc(thinking_tokens, 0.5) as thinking_p50,
+               quantile_disc(thinking_tokens, 0.9) as thinking_p90, max(thinking_tokens) as thinking_max
+        from read_parquet('{sft}') group by all order by kind, min(budget) nulls last, split
+        """
+    ).to_arrow_table()
+    histogram = con.sql(
+        f"""
+        select kind, {tier} as tier,
+               cast(pow(2, floor(log2(greatest(thinking_tokens, 1)))) as bigint) as tokens_from,
+               count(*) as rows
+        from read_parquet('{sft}') group by all order by kind, min(budget) nulls last, tokens_from
+        """
+    ).to_arrow_table()
+    return summary, histogram
+
+
+@task(name="assemble", cache_policy=NONE)
+def assemble_task(config: BardConfig, refresh: bool = False) -> Manifest:
+    from prefect.runtime import flow_run
+
+    manifest = build(config, refresh, flow_run_id=flow_run.id)
+    publish_summary(manifest, manifest.stats["per_kind"])
+    return manifest
