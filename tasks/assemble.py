@@ -113,7 +113,7 @@ def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manif
     con.register("plan_arrow", plan)
     con.execute("create table plan as select * from plan_arrow")
 
-    mix = _sft(con, config, path)
+    sft_shards, mix = _sft(con, config, path)
     rl_rows, unscorable = _rl_prompts(con, config, kept, plan)
     source_of = {p["uid"]: p["source"] for p in pool}
     drops = [
@@ -121,7 +121,7 @@ def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manif
         for uid, (reason, detail) in sorted(dropped.items())
     ] + [{"problem_uid": uid, "source": source_of[uid], "reason": "unscorable_gold", "detail": ""} for uid in unscorable]
     tables = {
-        "sft_dataset": 1,
+        "sft_dataset": sft_shards,
         "rl_prompts": write_table(path, "rl_prompts", pa.Table.from_pylist(rl_rows, schema=RL_PROMPTS), 1_000_000),
         "assemble_dropped": write_table(path, "assemble_dropped", pa.Table.from_pylist(drops, schema=DROPPED), 1_000_000),
     }
@@ -152,13 +152,17 @@ def _count(items) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> dict:
-    """Write `sft_dataset` in one ordered DuckDB pass; return the mix counts before and after the ratio."""
+def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tuple[int, dict]:
+    """Write `sft_dataset`; return its shard count and the mix counts before and after the ratio.
+
+    Memory stays bounded whatever the size: the choice of rows is made on keys alone; one streaming pass
+    then copies the chosen rows, text included, into scratch files partitioned by output shard; each
+    shard is then sorted on its own and committed."""
     cfg, b = config.assemble, config.budget
     con.execute(
         f"""
-        create temp table standard_rows as
-        select s.uid, s.problem_uid, s.completion, s.thinking_tokens
+        create temp table standard_keys as
+        select s.uid, s.problem_uid
         from teacher_samples s join plan using (problem_uid)
         where s.correct and not s.truncated
         qualify row_number() over (partition by s.problem_uid order by hash({cfg.seed}, s.uid), s.uid)
@@ -166,21 +170,18 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> dict
         """
     )
     con.execute(
-        """
-        create temp table budget_rows as
-        select c.uid, c.problem_uid, c.budget, c.completion, c.thinking_tokens
-        from compressions c join plan using (problem_uid) where c.accepted
-        """
+        "create temp table budget_keys as "
+        "select c.uid, c.problem_uid from compressions c join plan using (problem_uid) where c.accepted"
     )
-    n_standard = con.execute("select count(*) from standard_rows").fetchone()[0]
-    n_budget = con.execute("select count(*) from budget_rows").fetchone()[0]
+    n_standard = con.execute("select count(*) from standard_keys").fetchone()[0]
+    n_budget = con.execute("select count(*) from budget_keys").fetchone()[0]
     f = cfg.standard_fraction
     # Keep every row of the scarcer kind; take whole problems of the other, in seeded order, up to the ratio.
     trim, limit = None, None
     if n_budget and n_standard > f / (1 - f) * n_budget:
-        trim, limit = "standard_rows", round(n_budget * f / (1 - f))
+        trim, limit = "standard_keys", round(n_budget * f / (1 - f))
     elif f > 0 and n_standard and n_budget > (1 - f) / f * n_standard:
-        trim, limit = "budget_rows", round(n_standard * (1 - f) / f)
+        trim, limit = "budget_keys", round(n_standard * (1 - f) / f)
     if trim:
         con.execute(
             f"""
@@ -193,38 +194,74 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> dict
         )
         con.execute(f"drop table {trim}")
         con.execute(f"alter table trimmed rename to {trim}")
+
+    # Output shards hold whole problems, in (split, shuffle order): shard = rows before the problem // shard_rows.
+    con.execute(
+        f"""
+        create temp table shard_of as
+        with counts as (
+            select problem_uid, count(*) as n from
+                (select problem_uid from standard_keys union all select problem_uid from budget_keys) group by 1),
+        running as (
+            select c.problem_uid, sum(c.n) over (order by p.split, p.order_key, c.problem_uid) - c.n as before
+            from counts c join plan p using (problem_uid))
+        select problem_uid, (before // {cfg.shard_rows})::int as shard from running
+        """
+    )
+    shards = max(1, con.execute("select coalesce(max(shard) + 1, 0) from shard_of").fetchone()[0])
     think = b.think_open.replace("'", "''")
     template = b.template.replace("'", "''")
     separator = b.separator.replace("'", "''")
-    out = path / "sft_dataset" / "part-00000.parquet"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    scratch = path / "_parts" / "sft_rows"
     con.execute(
         f"""
         copy (
             with rows as (
-                select uid, problem_uid, 'budget' as kind, budget, completion, thinking_tokens from budget_rows
+                select c.uid, c.problem_uid, 'budget' as kind, c.budget, c.completion, c.thinking_tokens
+                from compressions c semi join budget_keys k on c.uid = k.uid
                 union all
-                select uid, problem_uid, 'standard', null::bigint, completion, thinking_tokens from standard_rows)
+                select s.uid, s.problem_uid, 'standard', null::bigint, s.completion, s.thinking_tokens
+                from teacher_samples s semi join standard_keys k on s.uid = k.uid)
             select r.uid, r.problem_uid, r.kind, r.budget,
                    [{{'role': 'user', 'content': case when r.budget is null then p.question
                        else p.question || '{separator}' || replace('{template}', '{{budget}}', r.budget::varchar) end}}]
                        as prompt,
                    [{{'role': 'assistant', 'content': case when contains(r.completion, '{think}') then r.completion
                        else '{think}' || r.completion end}}] as completion,
-                   r.thinking_tokens, p.split
-            from rows r join plan p using (problem_uid)
-            order by p.split, p.order_key, r.problem_uid, r.kind, r.budget nulls last, r.uid
-        ) to '{tmp}' (format parquet, compression zstd)
+                   r.thinking_tokens, p.split, p.order_key, s.shard
+            from rows r join plan p using (problem_uid) join shard_of s using (problem_uid)
+        ) to '{scratch}' (format parquet, partition_by (shard), overwrite_or_ignore)
         """
     )
-    os.replace(tmp, out)
-    kept = dict(con.execute("select kind, count(*) from read_parquet(?) group by 1", [str(out)]).fetchall())
-    return {
+    for shard in range(shards):
+        out = path / "sft_dataset" / f"part-{shard:05d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        parts = scratch / f"shard={shard}"
+        # Every shard below `shards` has rows, except the single empty one when nothing was chosen.
+        source = f"read_parquet('{parts}/*.parquet')" if parts.exists() else f"({_EMPTY_SFT})"
+        con.execute(
+            f"""
+            copy (select uid, problem_uid, kind, budget, prompt, completion, thinking_tokens, split from {source}
+                  order by split, order_key, problem_uid, kind, budget nulls last, uid)
+            to '{tmp}' (format parquet, compression zstd)
+            """
+        )
+        os.replace(tmp, out)
+    kept = dict(con.execute(
+        f"select kind, count(*) from read_parquet('{path}/sft_dataset/*.parquet') group by 1").fetchall())  # fmt: skip
+    return shards, {
         "standard_available": n_standard, "budget_available": n_budget,
         "standard": kept.get("standard", 0), "budget": kept.get("budget", 0),
         "standard_fraction": round(kept.get("standard", 0) / max(1, sum(kept.values())), 4),
     }  # fmt: skip
+
+
+_EMPTY_SFT = (
+    "select ''::varchar as uid, ''::varchar as problem_uid, ''::varchar as kind, null::bigint as budget, "
+    "[{'role': '', 'content': ''}] as prompt, [{'role': '', 'content': ''}] as completion, "
+    "0::bigint as thinking_tokens, ''::varchar as split, 0::bigint as order_key limit 0"
+)
 
 
 def _rl_prompts(con, config: BardConfig, kept: list[dict], plan: pa.Table) -> tuple[list[dict], list[str]]:
@@ -255,7 +292,7 @@ def _rl_prompts(con, config: BardConfig, kept: list[dict], plan: pa.Table) -> tu
 
 def _stats(con, path: Path, budget_tier: str) -> tuple[pa.Table, pa.Table]:
     """Rows and thinking-length percentiles per kind, budget tier and split; a log2 histogram per tier."""
-    sft = str(path / "sft_dataset" / "part-00000.parquet").replace("'", "''")
+    sft = str(path / "sft_dataset" / "*.parquet").replace("'", "''")
     tier = f"case when budget is null then 'none' else {budget_tier} end"
     summary = con.sql(
         f"""

@@ -23,6 +23,16 @@ from tasks import compress, problems, teacher
 VOCAB = "so the sum is then we add carry check again next total step value first wait".split()
 
 
+def _corpus(rng: random.Random, words: int = 200_000) -> tuple[str, list[int]]:
+    """Random words, and where each word starts: a chain of n words is a slice of it (fast at 1.3M rows)."""
+    chosen = [rng.choice(VOCAB) for _ in range(words)]
+    starts, at = [], 0
+    for w in chosen:
+        starts.append(at)
+        at += len(w) + 1
+    return " ".join(chosen), starts
+
+
 def write_upstream(
     config: BardConfig, samples: int = 2, budgets: int = 3, words: int = 60, shard_rows: int = 50_000, seed: int = 0
 ) -> tuple[Manifest, Manifest]:
@@ -31,13 +41,18 @@ def write_upstream(
     rows = [r for f in source.files("problems") for r in pq.read_table(f, columns=["uid", "source", "answer", "split"]).to_pylist()]
     train = [r for r in rows if r["split"] not in config.assemble.eval_splits]
     rng = random.Random(seed)
+    corpus, starts = _corpus(rng, max(200_000, 4 * words))
+
+    def text(n: int) -> str:
+        first = rng.randrange(0, len(starts) - n - 1)
+        return corpus[starts[first] : starts[first + n] - 1]
 
     def teacher_rows() -> Iterator[dict]:
         for p in train:
             for i in range(samples):
                 correct = i % 2 == 0
                 n = max(1, int(rng.gauss(words, words / 4)))
-                thinking = " ".join(rng.choice(VOCAB) for _ in range(n))
+                thinking = text(n)
                 answer = p["answer"] if correct else p["answer"] + "1"
                 yield {
                     "uid": f"{p['uid']}/s{i}", "problem_uid": p["uid"], "source": p["source"], "sample_idx": i,
@@ -55,7 +70,7 @@ def write_upstream(
                 budget = max(1, s["thinking_tokens"] * (j + 1) // (budgets + 1))
                 accepted = j < budgets - 1
                 n = budget - rng.randrange(0, max(1, budget // 5)) if accepted else budget + 5
-                thinking = " ".join(rng.choice(VOCAB) for _ in range(n))
+                thinking = text(n)
                 yield {
                     "uid": f"{s['uid']}/b{budget}", "sample_uid": s["uid"], "problem_uid": s["problem_uid"],
                     "source": s["source"], "budget": budget, "target": budget, "attempts": 1,

@@ -119,6 +119,10 @@ def test_outputs_load_in_datasets_trl_and_openrlhf(built, tiny_model, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     rendered = maybe_apply_chat_template(sft[0], tokenizer)
     assert rendered["completion"].startswith("<think>") and "<|im_start|>user" in rendered["prompt"]
+    # OpenRLHF's SFT dataset (--input_key prompt --output_key completion --apply_chat_template) does this:
+    prompt = tokenizer.apply_chat_template(sft[0]["prompt"], tokenize=False, add_generation_prompt=True)
+    response = tokenizer.apply_chat_template(sft[0]["prompt"] + sft[0]["completion"], tokenize=False)[len(prompt):]
+    assert response.startswith("<think>") and sft[0]["prompt"][0]["content"] in prompt
 
     rl = datasets.load_dataset("parquet", data_files=manifest.files("rl_prompts"), split="train")
     assert set(rl.column_names) >= {"prompt", "answer", "budget", "label"} and is_conversational(rl[0])
