@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from bard_core.errors import BardError
 from bard_core.generation import GenerationBackendConfig, make_backend
 from storage.artifacts import Shard, commit_shard, has_shard
+from tasks.ray_runtime import driver_identity, exit_with_driver
 
 log = logging.getLogger("bard")
 POLL_S = 1.0  # how often the driver counts committed chunks for the progress bar
@@ -69,7 +70,8 @@ def chunks_done(artifact_dir: Path, table: str, spec: Slice, commit_rows: int) -
 class Engine:
     """Made a Ray actor by `run_generation`: one loaded backend, reused for every slice it runs."""
 
-    def __init__(self, backend_config: GenerationBackendConfig):
+    def __init__(self, backend_config: GenerationBackendConfig, driver: tuple[int, str]):
+        exit_with_driver(driver)
         self.backend = make_backend(backend_config)
 
     def run(self, spec: Slice, work: Callable, schema: pa.Schema, artifact_dir: str, table: str, commit_rows: int) -> int:
@@ -126,7 +128,7 @@ def run_generation(
 
     if todo:
         actor_cls = ray.remote(**actor_resources(backend_config))(Engine)
-        actors = [actor_cls.remote(backend_config) for _ in range(min(workers, len(todo)))]
+        actors = [actor_cls.remote(backend_config, driver_identity()) for _ in range(min(workers, len(todo)))]
         shared = [ray.put(x) for x in (work, schema)]
         queue, running = list(todo), {}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

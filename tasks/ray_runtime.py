@@ -57,3 +57,33 @@ def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: 
                 raise
             progress.advance(bar)
     return results
+
+
+def driver_identity() -> tuple[int, str]:
+    """Who started the work: passed to Ray workers so that they can stop when it dies (see `exit_with_driver`)."""
+    import socket
+
+    return os.getpid(), socket.gethostname()
+
+
+def exit_with_driver(driver: tuple[int, str], poll_s: float = 0.5) -> None:
+    """In a Ray worker: exit as soon as the driver process is gone (a kill -9 of `bard` can take the local
+    Ray's own processes with it, leaving workers that would go on writing checkpoints beside a rerun).
+    Only on the driver's machine, where its pid means something; elsewhere Ray's job cleanup applies."""
+    import socket
+    import threading
+    import time
+
+    pid, host = driver
+    if host != socket.gethostname():
+        return
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            time.sleep(poll_s)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()

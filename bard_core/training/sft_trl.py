@@ -1,0 +1,75 @@
+"""SFT with TRL's SFTTrainer on `sft_dataset` (conversational prompt/completion, loss on completions only).
+
+Out directory:
+    _parts/checkpoints/checkpoint-N/   every `save_steps`; a rerun resumes from the last one (scratch)
+    tensorboard/                the trainer's logs
+    model/                      the trained model and tokenizer (save)
+    metrics.json                loss curve, final metrics, and where training resumed from (save)
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from pathlib import Path
+
+from bard_core.config import BardConfig
+from bard_core.student import load_model, load_tokenizer
+
+
+class TRLSFTRecipe:
+    def __init__(self, config: BardConfig, data_files: list[str], out_dir: str | Path):
+        self.config, self.data_files, self.out = config, data_files, Path(out_dir)
+        self.resumed_from: str | None = None
+
+    def setup(self) -> None:
+        import torch
+        from datasets import load_dataset
+        from trl import SFTConfig, SFTTrainer
+
+        cfg = self.config.sft
+        torch.set_num_threads(cfg.num_threads)
+        on_gpu = torch.cuda.is_available()
+        self.tokenizer = load_tokenizer(self.config.student)
+        self.model = load_model(self.config.student, self.tokenizer)
+        data = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
+        data = data.filter(lambda split: split == "train", input_columns="split").select_columns(["prompt", "completion"])
+        args = SFTConfig(
+            output_dir=str(self.out / "_parts" / "checkpoints"),
+            learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
+            lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay, save_strategy="steps",
+            save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
+            report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1,
+            use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        )  # fmt: skip
+        # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")
+        self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
+
+    def train(self) -> None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoints = self.out / "_parts" / "checkpoints"
+        self.resumed_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        self.result = self.trainer.train(resume_from_checkpoint=self.resumed_from)
+
+    def save(self) -> dict:
+        model_dir = self.out / "model"
+        self.trainer.save_model(str(model_dir))
+        self.tokenizer.save_pretrained(str(model_dir))
+        history = self.trainer.state.log_history
+        metrics = {
+            "train": self.result.metrics,
+            "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
+            "steps": self.trainer.state.global_step,
+            "resumed_from": Path(self.resumed_from).name if self.resumed_from else None,
+        }
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+    def cleanup(self) -> None:
+        del self.trainer, self.model
+        gc.collect()

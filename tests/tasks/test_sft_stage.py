@@ -1,0 +1,92 @@
+"""Stage `sft` with TRL on a tiny Qwen3 student built from config: the model artifact, its metrics and logs,
+and a run killed midway that resumes from its last checkpoint with the same loss curve."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bard_core.config import load_config
+from tasks import assemble, problems, sft
+from tests.conftest import BARD
+from tests.tasks.synthetic_upstream import write_upstream
+
+
+def write_config(tmp: Path, tokenizer: str) -> Path:
+    source = tmp / "toy.jsonl"
+    source.write_text("".join(json.dumps({"question": f"one plus {i} is", "answer": str(i + 1)}) + "\n" for i in range(40)))
+    path = tmp / "c.yaml"
+    path.write_text(f"""
+problems: {{sources: [{{kind: jsonl, path: '{source}'}}]}}
+budget_sampling: {{mode: uniform, min_budget: 5, max_budget: 40}}
+assemble: {{validation_fraction: 0.1}}
+student:
+  tokenizer: '{tokenizer}'
+  architecture: {{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1,
+                  intermediate_size: 64, max_position_embeddings: 512}}
+sft: {{learning_rate: 0.003, max_steps: 16, batch_size: 4, save_steps: 4, logging_steps: 1, max_length: 256,
+       warmup_ratio: 0.0}}
+ray: {{num_cpus: 1}}
+""")
+    return path
+
+
+def upstream(config_path: Path, home: Path):
+    config = load_config(config_path, home=str(home))
+    problems.build(config)
+    write_upstream(config, samples=2, budgets=2, words=30)
+    assemble.build(config)
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ray_local, tiny_model):
+    tmp = tmp_path_factory.mktemp("sft")
+    config_path = write_config(tmp, f"{tiny_model}/tokenizer.json")
+    config = upstream(config_path, tmp / "uninterrupted")
+    return config_path, sft.build(config)
+
+
+def test_the_model_artifact_loads_and_learned(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, manifest = trained
+    out = Path(manifest.path)
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    assert model.config.hidden_size == 32 and tokenizer.chat_template and "<think>" in tokenizer.get_vocab()
+    metrics = json.loads((out / "metrics.json").read_text())
+    curve = [p["loss"] for p in metrics["loss_curve"]]
+    assert metrics["steps"] == 16 and len(curve) == 16 and metrics["resumed_from"] is None
+    assert sum(curve[-4:]) / 4 < 0.9 * sum(curve[:4]) / 4, "the loss falls"
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*")), "TensorBoard logs"
+    assert not (out / "_parts").exists(), "checkpoints are scratch, removed once the model is committed"
+    assert manifest.stats["steps"] == 16 and manifest.stats["last_loss"] == curve[-1]
+
+
+def test_kill_9_midway_then_resume_gives_the_same_loss_curve(trained, tmp_path):
+    config_path, uninterrupted = trained
+    home = tmp_path / "killed"
+    upstream(config_path, home)
+    cmd = [BARD, "stage", "sft", "--config", str(config_path), "--home", str(home)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(home.glob("artifacts/sft/*/_parts/checkpoints/checkpoint-8/trainer_state.json")):
+        assert proc.poll() is None, "training finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(home.glob("artifacts/sft/*/manifest.json"))
+
+    subprocess.run(cmd, check=True, capture_output=True)
+    resumed = json.loads(next(home.glob("artifacts/sft/*/metrics.json")).read_text())
+    fresh = json.loads((Path(uninterrupted.path) / "metrics.json").read_text())
+    assert resumed["resumed_from"] in ("checkpoint-8", "checkpoint-12")
+    assert [p["step"] for p in resumed["loss_curve"]] == [p["step"] for p in fresh["loss_curve"]] == list(range(1, 17))
+    for a, b in zip(resumed["loss_curve"], fresh["loss_curve"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
