@@ -46,3 +46,21 @@ def tiny_model(tmp_path_factory) -> str:
 def tiny_think_model(tmp_path_factory) -> str:
     """The same model, but its chat template prefills "<think>\\n" as DeepSeek-R1's does."""
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-think"), think_prefill=True))
+
+
+def kill_9_when(cmd: list[str], ready, timeout_s: float = 240.0) -> None:
+    """Start `cmd` in its own process group, wait until `ready()` is true, then kill -9 the whole group.
+    Fails if the command ends first or `ready` never comes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert proc.poll() is None, "the command finished before it could be killed"
+        assert time.monotonic() < deadline, f"not ready within {timeout_s} s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

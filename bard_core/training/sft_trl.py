@@ -50,10 +50,7 @@ class TRLSFTRecipe:
         self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
 
     def train(self) -> None:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoints = self.out / "_parts" / "checkpoints"
-        self.resumed_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        self.resumed_from = last_complete_checkpoint(self.out / "_parts" / "checkpoints")
         self.result = self.trainer.train(resume_from_checkpoint=self.resumed_from)
 
     def save(self) -> dict:
@@ -73,3 +70,24 @@ class TRLSFTRecipe:
     def cleanup(self) -> None:
         del self.trainer, self.model
         gc.collect()
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint that was written to the end: a kill during a save leaves a directory without
+    a whole `trainer_state.json` (the trainer writes it last), which is removed rather than resumed from."""
+    import shutil
+
+    if not checkpoints.is_dir():
+        return None
+    found = sorted(
+        (d for d in checkpoints.glob("checkpoint-*") if d.name.split("-")[-1].isdigit()),
+        key=lambda d: int(d.name.split("-")[-1]),
+        reverse=True,
+    )
+    for d in found:
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+            return str(d)
+        except (OSError, ValueError):  # missing, or cut off mid-write
+            shutil.rmtree(d, ignore_errors=True)
+    return None

@@ -2,10 +2,6 @@
 config: artifacts, statistics, catalog views, caching and invalidation, and kill -9 then resume."""
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,7 +10,7 @@ import pytest
 from bard_core.config import load_config
 from storage.query import run_query
 from tasks import compress, problems, teacher
-from tests.conftest import BARD
+from tests.conftest import BARD, kill_9_when
 
 
 def write_config(tmp_path: Path, model: str, n_problems: int, **extra: str) -> Path:
@@ -96,21 +92,14 @@ def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local, 
     cmd = [BARD, "stage", name, "--config", str(config), "--home", str(home), "--set", "budget.count=completion"]
     parts = home / "artifacts" / name
 
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while len(list(parts.glob(f"*/_parts/{table}/*/part-*.parquet"))) < 3:
-        assert proc.poll() is None, "the stage finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(cmd, lambda: len(list(parts.glob(f"*/_parts/{table}/*/part-*.parquet"))) >= 3)
     assert not list(parts.glob("*/manifest.json"))
     committed = len(list(parts.glob(f"*/_parts/{table}/*/part-*.parquet")))
 
-    subprocess.run(cmd, check=True, capture_output=True)
-    resumed = json.loads(next(parts.glob("*/manifest.json")).read_text())
+    this = {"teacher": teacher, "compress": compress}[name]
+    resumed = this.build(load_config(config, ["budget.count=completion"], home=str(home))).model_dump()  # the rerun
     fresh_cfg = load_config(config, ["budget.count=completion"], home=str(tmp_path / "fresh"))
-    for stage in before + [{"teacher": teacher, "compress": compress}[name]]:
+    for stage in before + [this]:
         fresh = stage.build(fresh_cfg).model_dump()
     assert 3 <= committed <= resumed["stats"]["chunks_resumed"] < resumed["stats"]["chunks"]
     assert resumed["content_hash"] == fresh["content_hash"] and resumed["tables"] == fresh["tables"]

@@ -1,17 +1,14 @@
 """The `problems` stage end to end on a real local Ray: caching, invalidation, refresh, kill-and-resume."""
 
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 
 from bard_core.config import load_config
 from storage.query import run_query
 from tasks import problems
-from tests.conftest import BARD
+from tests.conftest import BARD, kill_9_when
 
 
 def write_jsonl(path: Path, n: int, offset: int = 0) -> Path:
@@ -57,16 +54,8 @@ def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local):
     home_a = tmp_path / "a"
     cmd = [BARD, "stage", "problems", "--config", str(config), "--home"]
 
-    proc = subprocess.Popen(cmd + [str(home_a)], start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     parts = home_a / "artifacts" / "problems"
-    deadline = time.monotonic() + 240
-    while len(list(parts.glob("*/_parts/problems_rejected/part-*.parquet"))) < 5:
-        assert proc.poll() is None, "the stage finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(cmd + [str(home_a)], lambda: len(list(parts.glob("*/_parts/problems_rejected/part-*.parquet"))) >= 5)
     assert not list(parts.glob("*/manifest.json")), "killed before the manifest: not complete"
     done_before = len(list(parts.glob("*/_parts/problems_rejected/part-*.parquet")))
 

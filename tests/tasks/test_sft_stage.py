@@ -2,17 +2,13 @@
 and a run killed midway that resumes from its last checkpoint with the same loss curve."""
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from bard_core.config import load_config
 from tasks import assemble, problems, sft
-from tests.conftest import BARD
+from tests.conftest import BARD, kill_9_when
 from tests.tasks.synthetic_upstream import write_upstream
 
 
@@ -73,20 +69,26 @@ def test_kill_9_midway_then_resume_gives_the_same_loss_curve(trained, tmp_path):
     home = tmp_path / "killed"
     upstream(config_path, home)
     cmd = [BARD, "stage", "sft", "--config", str(config_path), "--home", str(home)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while not list(home.glob("artifacts/sft/*/_parts/checkpoints/checkpoint-8/trainer_state.json")):
-        assert proc.poll() is None, "training finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(cmd, lambda: bool(list(home.glob("artifacts/sft/*/_parts/checkpoints/checkpoint-8/trainer_state.json"))))
     assert not list(home.glob("artifacts/sft/*/manifest.json"))
 
-    subprocess.run(cmd, check=True, capture_output=True)
-    resumed = json.loads(next(home.glob("artifacts/sft/*/metrics.json")).read_text())
+    rerun = sft.build(load_config(config_path, home=str(home)))
+    resumed = json.loads((Path(rerun.path) / "metrics.json").read_text())
     fresh = json.loads((Path(uninterrupted.path) / "metrics.json").read_text())
     assert resumed["resumed_from"] in ("checkpoint-8", "checkpoint-12")
     assert [p["step"] for p in resumed["loss_curve"]] == [p["step"] for p in fresh["loss_curve"]] == list(range(1, 17))
     for a, b in zip(resumed["loss_curve"], fresh["loss_curve"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
+
+
+def test_a_checkpoint_cut_off_mid_save_is_not_resumed_from(tmp_path):
+    from bard_core.training.sft_trl import last_complete_checkpoint
+
+    root = tmp_path / "checkpoints"
+    for step, state in ((4, "{}"), (8, '{"global_step": 8}'), (12, None), (16, '{"glob')):
+        (root / f"checkpoint-{step}").mkdir(parents=True)
+        if state is not None:
+            (root / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(root) == str(root / "checkpoint-8")
+    assert sorted(d.name for d in root.iterdir()) == ["checkpoint-4", "checkpoint-8"]
+    assert last_complete_checkpoint(tmp_path / "none") is None
