@@ -106,3 +106,13 @@ def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local, 
     uids = [u for f in sorted(Path(resumed["path"]).glob(f"{table}/*.parquet"))
             for u in pq.read_table(f, columns=["uid"]).column("uid").to_pylist()]  # fmt: skip
     assert len(uids) == len(set(uids)) == sum(s["rows"] for s in resumed["tables"][table]) > 0
+
+
+def test_engine_actors_ask_ray_for_the_gpus_their_backend_needs(ray_local):
+    from bard_core.generation import HFBackendConfig, OpenAIBackendConfig, VLLMBackendConfig
+    from tasks.generate import actor_resources
+
+    assert actor_resources(VLLMBackendConfig(backend="vllm", model="m", tensor_parallel_size=4)) == {"num_cpus": 1, "num_gpus": 4}
+    assert actor_resources(HFBackendConfig(backend="hf", model="m", device="cuda:1"))["num_gpus"] == 1
+    assert actor_resources(HFBackendConfig(backend="hf", model="m"))["num_gpus"] == 0, "auto on a Ray without GPUs"
+    assert actor_resources(OpenAIBackendConfig(backend="openai", base_url="http://x/v1", model="m"))["num_gpus"] == 0
