@@ -320,6 +320,33 @@ class SFTConfig(Section):
     report_to: list[str] = Field(["tensorboard"], description="trainer loggers: tensorboard, wandb (when configured)")
 
 
+class GRPOConfig(Section):
+    """Stage `grpo`: GRPO from the SFT model on `rl_prompts` with the BARD reward (reward section).
+    Defaults follow the demo trials' stable settings (../shared/notes/demo-trials.md)."""
+
+    backend: Literal["trl"] = Field("trl", description="trl: TRL GRPOTrainer on this machine (CPU or one GPU)")
+    learning_rate: float = Field(1e-5, gt=0, description="5e-5 without KL collapsed in the demo trials")
+    beta: float = Field(0.04, ge=0, description="KL coefficient to the SFT model; 0 drops the reference model")
+    num_generations: int = Field(8, ge=2, description="group size: completions per prompt")
+    prompts_per_step: int = Field(8, ge=1, description="prompts per optimizer step (x num_generations completions)")
+    temperature: float = Field(1.0, gt=0)
+    loss_type: str = Field("dr_grpo", description="TRL loss: dr_grpo was the stable one in the trials")
+    max_steps: int = Field(100, ge=1)
+    completion_factor: float = Field(
+        1.5, gt=0, description="max completion tokens = completion_factor x the largest budget + answer_tokens"
+    )
+    answer_tokens: int = Field(64, ge=1, description="room for the answer after the thinking")
+    prefilter_samples: int = Field(
+        0, ge=0, description="difficulty filter before RL: sample each prompt this many times with the SFT model "
+        "and keep those it solves sometimes but not always (0: off)",
+    )  # fmt: skip
+    save_steps: int = Field(50, ge=1)
+    logging_steps: int = Field(1, ge=1)
+    seed: int = Field(0)
+    num_threads: int = Field(1, ge=1, description="torch CPU threads")
+    report_to: list[str] = Field(["tensorboard"])
+
+
 # ---------------------------------------------------------------- the whole pipeline
 
 
@@ -342,6 +369,7 @@ class BardConfig(Section):
     assemble: AssembleConfig = AssembleConfig()
     student: StudentConfig = StudentConfig()
     sft: SFTConfig = SFTConfig()
+    grpo: GRPOConfig = GRPOConfig()
 
 
 class ConfigError(BardError):

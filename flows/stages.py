@@ -5,12 +5,12 @@ from __future__ import annotations
 from types import ModuleType
 
 from bard_core.errors import BardError
-from tasks import assemble, compress, problems, sft, teacher
+from tasks import assemble, compress, grpo, problems, sft, teacher
 
 ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
 # Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
 BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble,
-                                 "sft": sft}
+                                 "sft": sft, "grpo": grpo}
 
 
 def select(stages: str | None = None, start: str | None = None) -> list[str]:

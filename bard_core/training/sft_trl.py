@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bard_core.config import BardConfig
 from bard_core.student import load_model, load_tokenizer
+from bard_core.training.checkpoints import last_complete_checkpoint
 
 
 class TRLSFTRecipe:
@@ -71,23 +72,3 @@ class TRLSFTRecipe:
         del self.trainer, self.model
         gc.collect()
 
-
-def last_complete_checkpoint(checkpoints: Path) -> str | None:
-    """The newest checkpoint that was written to the end: a kill during a save leaves a directory without
-    a whole `trainer_state.json` (the trainer writes it last), which is removed rather than resumed from."""
-    import shutil
-
-    if not checkpoints.is_dir():
-        return None
-    found = sorted(
-        (d for d in checkpoints.glob("checkpoint-*") if d.name.split("-")[-1].isdigit()),
-        key=lambda d: int(d.name.split("-")[-1]),
-        reverse=True,
-    )
-    for d in found:
-        try:
-            json.loads((d / "trainer_state.json").read_text())
-            return str(d)
-        except (OSError, ValueError):  # missing, or cut off mid-write
-            shutil.rmtree(d, ignore_errors=True)
-    return None

@@ -1,5 +1,6 @@
-"""Stage `sft` with TRL on a tiny Qwen3 student built from config: the model artifact, its metrics and logs,
-and a run killed midway that resumes from its last checkpoint with the same loss curve."""
+"""Stages `sft` and `grpo` with TRL on a tiny Qwen3 student built from config: the model artifacts, their
+metrics and logs, a run killed midway that resumes from its last checkpoint with the same loss curve, and
+GRPO with the BARD reward, its logged components and the difficulty filter."""
 
 import json
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bard_core.config import load_config
-from tasks import assemble, problems, sft
+from tasks import assemble, grpo, problems, sft
 from tests.conftest import BARD, kill_9_when
 from tests.tasks.synthetic_upstream import write_upstream
 
@@ -26,6 +27,8 @@ student:
                   intermediate_size: 64, max_position_embeddings: 512}}
 sft: {{learning_rate: 0.003, max_steps: 16, batch_size: 4, save_steps: 4, logging_steps: 1, max_length: 256,
        warmup_ratio: 0.0}}
+grpo: {{max_steps: 2, num_generations: 4, prompts_per_step: 2, completion_factor: 1.0, answer_tokens: 8,
+        save_steps: 1, learning_rate: 0.0001, report_to: []}}
 ray: {{num_cpus: 1}}
 """)
     return path
@@ -82,7 +85,7 @@ def test_kill_9_midway_then_resume_gives_the_same_loss_curve(trained, tmp_path):
 
 
 def test_a_checkpoint_cut_off_mid_save_is_not_resumed_from(tmp_path):
-    from bard_core.training.sft_trl import last_complete_checkpoint
+    from bard_core.training.checkpoints import last_complete_checkpoint
 
     root = tmp_path / "checkpoints"
     for step, state in ((4, "{}"), (8, '{"global_step": 8}'), (12, None), (16, '{"glob')):
@@ -92,3 +95,26 @@ def test_a_checkpoint_cut_off_mid_save_is_not_resumed_from(tmp_path):
     assert last_complete_checkpoint(root) == str(root / "checkpoint-8")
     assert sorted(d.name for d in root.iterdir()) == ["checkpoint-4", "checkpoint-8"]
     assert last_complete_checkpoint(tmp_path / "none") is None
+
+
+def test_grpo_from_the_sft_model_with_the_bard_reward(trained):
+    from transformers import AutoModelForCausalLM
+
+    config_path, sft_manifest = trained
+    config = load_config(config_path, home=str(Path(sft_manifest.path).parents[2]))
+    manifest = grpo.build(config)
+    assert manifest.inputs == {"sft": sft_manifest.key, "assemble": assemble.key(config)}
+    metrics = json.loads((Path(manifest.path) / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and len(metrics["per_step"]) == 2
+    for step in metrics["per_step"]:  # the reward and its components, logged each step
+        for key in ("reward", "bard/accuracy", "bard/budget_reward", "bard/thinking_tokens", "bard/over_budget",
+                    "frac_reward_zero_std"):  # fmt: skip
+            assert key in step, key
+        assert 0.0 <= step["bard/over_budget"] <= 1.0
+    assert AutoModelForCausalLM.from_pretrained(Path(manifest.path) / "model").config.hidden_size == 32
+
+    # The difficulty filter: this barely trained student solves no prompt, so nothing is left to learn from,
+    # and the stage says so instead of training on groups without signal.
+    filtered = load_config(config_path, ["grpo.prefilter_samples=2", "grpo.max_steps=1"], home=config.home)
+    with pytest.raises(Exception, match="difficulty filter left no prompt"):
+        grpo.build(filtered)

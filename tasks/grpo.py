@@ -1,0 +1,91 @@
+"""Prefect task of stage `grpo`: GRPO from the SFT model on the assembled RL prompts in a Ray task, commit the
+model directory as an artifact, return its manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from bard_core.config import BardConfig
+from bard_core.errors import BardError
+from storage.artifacts import ArtifactStore, Manifest, artifact_key
+from tasks import assemble, sft
+from tasks.build import build_artifact
+from tasks.publish import publish_summary
+from tasks.ray_runtime import driver_identity, ensure_ray, exit_with_driver
+
+NAME = "grpo"
+VERSION = 1
+
+
+def key_config(config: BardConfig) -> dict:
+    """GRPO's own settings and everything the reward depends on."""
+    return {
+        "grpo": config.grpo.model_dump(mode="json", exclude={"report_to"}),
+        "reward": config.reward.model_dump(mode="json"),
+        "budget": config.budget.model_dump(mode="json"),
+        "verify": config.verify.model_dump(mode="json"),
+    }
+
+
+def inputs(config: BardConfig) -> dict[str, str]:
+    return {"sft": sft.key(config), "assemble": assemble.key(config)}
+
+
+def key(config: BardConfig) -> str:
+    return artifact_key(NAME, VERSION, key_config(config), inputs(config))
+
+
+def check(config: BardConfig) -> None:
+    sft.check(config)
+
+
+def _train(config: BardConfig, model_dir: str, data_files: list[str], out_dir: str, driver: tuple[int, str]) -> dict:
+    """Runs in a Ray worker process, which exits with the model's memory when the stage ends (or its driver dies)."""
+    from bard_core.training.grpo_trl import TRLGRPORecipe
+
+    exit_with_driver(driver)
+    recipe = TRLGRPORecipe(config, model_dir, data_files, out_dir)
+    recipe.setup()
+    recipe.train()
+    metrics = recipe.save()
+    recipe.cleanup()
+    return metrics
+
+
+def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
+    """Train (or reuse, or resume) the GRPO model from the finished `sft` and `assemble` artifacts."""
+    check(config)
+    store = ArtifactStore(config.home)
+    data, start = store.manifest("assemble", assemble.key(config)), store.manifest("sft", sft.key(config))
+    if data is None or start is None:
+        raise BardError("grpo: the sft artifact of this config is not built yet: run `bard run --from sft`")
+
+    def make(path: Path) -> tuple[dict[str, int], dict]:
+        import ray
+
+        ensure_ray(config.ray)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_train)
+        model_dir = str(Path(start.path) / "model")
+        metrics = ray.get(remote.remote(config, model_dir, data.files("rl_prompts"), str(path), driver_identity()))
+        steps = metrics["per_step"]
+        stats = {
+            "steps": metrics["steps"], "resumed_from": metrics["resumed_from"], "prefilter": metrics["prefilter"],
+            "first_reward": steps[0]["reward"] if steps else None, "last_reward": steps[-1]["reward"] if steps else None,
+            "train_runtime_s": metrics["train"].get("train_runtime"), "model": str(path / "model"),
+        }  # fmt: skip
+        return {}, stats
+
+    return build_artifact(config, NAME, VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+
+
+@task(name="grpo", cache_policy=NONE)
+def grpo_task(config: BardConfig, refresh: bool = False) -> Manifest:
+    from prefect.runtime import flow_run
+
+    manifest = build(config, refresh, flow_run_id=flow_run.id)
+    publish_summary(manifest, [{k: v for k, v in manifest.stats.items()}])
+    return manifest
