@@ -61,7 +61,9 @@ class TRLSFTRecipe:
         history = self.trainer.state.log_history
         metrics = {
             "train": self.result.metrics,
-            "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h],
+            "loss_curve": [
+                {"step": h["step"], "loss": h["loss"], "num_tokens": h.get("num_tokens")} for h in history if "loss" in h
+            ],
             "steps": self.trainer.state.global_step,
             "resumed_from": Path(self.resumed_from).name if self.resumed_from else None,
         }
