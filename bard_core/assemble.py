@@ -13,6 +13,7 @@ import re
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from bard_core.config import AssembleConfig
 
@@ -88,13 +89,12 @@ def _band_keys(grams: set[str], bands: int, rows: int) -> list[tuple]:
     return [(k, *signature[k * rows : (k + 1) * rows].tolist()) for k in range(bands)]
 
 
-_MASKS_LIST = [stable_hash(i, "minhash") for i in range(1024)]
-
-
+@lru_cache(maxsize=1)
 def _masks():
+    """The MinHash family: 1024 fixed random 64-bit masks (built once, not per question)."""
     import numpy as np
 
-    return np.array(_MASKS_LIST, dtype=np.uint64)
+    return np.array([stable_hash(i, "minhash") for i in range(1024)], dtype=np.uint64)
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

@@ -21,7 +21,6 @@ from bard_core.tokenizers import cached_tokenizer
 from bard_core.verify import check_answer, extract_answer
 
 VERSION = 1
-REJECT_REASONS = ("format", "answer_changed", "over_budget")
 
 
 def eligible(sample: dict, cfg: CompressConfig) -> bool:

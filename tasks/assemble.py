@@ -8,6 +8,7 @@ and reach DuckDB as a small `plan` table; samples are joined to it and copied ou
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -56,7 +57,7 @@ def key(config: BardConfig) -> str:
 
 
 def check(config: BardConfig) -> None:
-    return None
+    """Nothing to check before the flow starts: the inputs are found (or missed, clearly) when it runs."""
 
 
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
@@ -136,20 +137,13 @@ def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manif
     con.close()
     stats = {
         "problems": {"pool": len(pool), "kept": len(kept), "eval": sum(len(q) for q in eval_sets.values())},
-        "dropped": _count(reason for reason, _ in dropped.values()) | ({"unscorable_gold": len(unscorable)} if unscorable else {}),
+        "dropped": dict(sorted(Counter(reason for reason, _ in dropped.values()).items())) | ({"unscorable_gold": len(unscorable)} if unscorable else {}),
         "decontamination": decontamination,
         "mix": mix,
         "rl_prompts": len(rl_rows),
         "per_kind": stats_table.to_pylist(),
     }
     return tables, stats
-
-
-def _count(items) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item] = counts.get(item, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tuple[int, dict]:

@@ -121,8 +121,9 @@ def run_generation(
 
     total = sum(chunk_count(s, commit_rows) for s in slices)
     count_done = functools.partial(_count_done, artifact_dir, table, slices, commit_rows)
-    already = count_done()
-    todo = [s for s in slices if chunks_done(artifact_dir, table, s, commit_rows) < chunk_count(s, commit_rows)]
+    done_per_slice = [chunks_done(artifact_dir, table, s, commit_rows) for s in slices]
+    already = sum(done_per_slice)
+    todo = [s for s, done in zip(slices, done_per_slice) if done < chunk_count(s, commit_rows)]
     if already:
         log.info("%s: resuming, %d of %d chunks already committed", label, already, total)
 

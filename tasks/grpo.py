@@ -14,7 +14,7 @@ from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble, sft
 from tasks.build import build_artifact
 from tasks.publish import publish_summary
-from tasks.ray_runtime import driver_identity, ensure_ray, exit_with_driver
+from tasks.ray_runtime import run_recipe
 
 NAME = "grpo"
 VERSION = 1
@@ -42,19 +42,6 @@ def check(config: BardConfig) -> None:
     sft.check(config)
 
 
-def _train(config: BardConfig, model_dir: str, data_files: list[str], out_dir: str, driver: tuple[int, str]) -> dict:
-    """Runs in a Ray worker process, which exits with the model's memory when the stage ends (or its driver dies)."""
-    from bard_core.training.grpo_trl import TRLGRPORecipe
-
-    exit_with_driver(driver)
-    recipe = TRLGRPORecipe(config, model_dir, data_files, out_dir)
-    recipe.setup()
-    recipe.train()
-    metrics = recipe.save()
-    recipe.cleanup()
-    return metrics
-
-
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
     """Train (or reuse, or resume) the GRPO model from the finished `sft` and `assemble` artifacts."""
     check(config)
@@ -64,13 +51,10 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         raise BardError("grpo: the sft artifact of this config is not built yet: run `bard run --from sft`")
 
     def make(path: Path) -> tuple[dict[str, int], dict]:
-        import ray
+        from bard_core.training.grpo_trl import TRLGRPORecipe
 
-        ensure_ray(config.ray)
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_train)
         model_dir = str(Path(start.path) / "model")
-        metrics = ray.get(remote.remote(config, model_dir, data.files("rl_prompts"), str(path), driver_identity()))
+        metrics = run_recipe(config.ray, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"), str(path))
         steps = metrics["per_step"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"], "prefilter": metrics["prefilter"],
@@ -87,5 +71,5 @@ def grpo_task(config: BardConfig, refresh: bool = False) -> Manifest:
     from prefect.runtime import flow_run
 
     manifest = build(config, refresh, flow_run_id=flow_run.id)
-    publish_summary(manifest, [{k: v for k, v in manifest.stats.items()}])
+    publish_summary(manifest, [manifest.stats])
     return manifest

@@ -87,3 +87,24 @@ def exit_with_driver(driver: tuple[int, str], poll_s: float = 0.5) -> None:
             time.sleep(poll_s)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()
+
+
+def run_recipe(config: RayConfig, recipe_cls, *args: Any) -> dict:
+    """Run a training recipe (setup, train, save, cleanup) in a Ray task on one GPU when the cluster has one;
+    return what `save` returns. The worker process exits afterwards, taking the model's memory with it."""
+    import ray
+
+    ensure_ray(config)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_recipe_in_worker)
+    return ray.get(remote.remote(recipe_cls, args, driver_identity()))
+
+
+def _recipe_in_worker(recipe_cls, args: tuple, driver: tuple[int, str]) -> dict:
+    exit_with_driver(driver)
+    recipe = recipe_cls(*args)
+    recipe.setup()
+    recipe.train()
+    metrics = recipe.save()
+    recipe.cleanup()
+    return metrics

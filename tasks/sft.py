@@ -14,7 +14,7 @@ from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble
 from tasks.build import build_artifact
 from tasks.publish import publish_summary
-from tasks.ray_runtime import driver_identity, ensure_ray, exit_with_driver
+from tasks.ray_runtime import run_recipe
 
 NAME = "sft"
 VERSION = 1
@@ -40,19 +40,6 @@ def check(config: BardConfig) -> None:
         raise BardError(f"student.model: {config.student.model} is not a model directory")
 
 
-def _train(config: BardConfig, data_files: list[str], out_dir: str, driver: tuple[int, str]) -> dict:
-    """Runs in a Ray worker process, which exits with the model's memory when the stage ends (or its driver dies)."""
-    from bard_core.training.sft_trl import TRLSFTRecipe
-
-    exit_with_driver(driver)
-    recipe = TRLSFTRecipe(config, data_files, out_dir)
-    recipe.setup()
-    recipe.train()
-    metrics = recipe.save()
-    recipe.cleanup()
-    return metrics
-
-
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
     """Train (or reuse, or resume from the last checkpoint) the SFT model from the finished `assemble` artifact."""
     check(config)
@@ -61,12 +48,9 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         raise BardError("sft: the assemble artifact of this config is not built yet: run `bard run --from assemble`")
 
     def make(path: Path) -> tuple[dict[str, int], dict]:
-        import ray
+        from bard_core.training.sft_trl import TRLSFTRecipe
 
-        ensure_ray(config.ray)
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_train)
-        metrics = ray.get(remote.remote(config, data.files("sft_dataset"), str(path), driver_identity()))
+        metrics = run_recipe(config.ray, TRLSFTRecipe, config, data.files("sft_dataset"), str(path))
         curve = metrics["loss_curve"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"],
@@ -83,5 +67,5 @@ def sft_task(config: BardConfig, refresh: bool = False) -> Manifest:
     from prefect.runtime import flow_run
 
     manifest = build(config, refresh, flow_run_id=flow_run.id)
-    publish_summary(manifest, [{k: v for k, v in manifest.stats.items()}])
+    publish_summary(manifest, [manifest.stats])
     return manifest
