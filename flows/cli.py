@@ -51,6 +51,7 @@ def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -
             plan.add_row(name, key, "refresh" if name in refresh else "to run")
     console.print(plan)
     if dry_run:
+        _print_jobs(cfg, todo)
         return
     if not todo:
         from storage import catalog
@@ -71,6 +72,21 @@ def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -
         done.add_row(name, manifest.key, str(manifest.rows()), manifest.path)
     console.print(done)
     console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
+
+
+def _print_jobs(cfg: BardConfig, names: list[str]) -> None:
+    """--dry-run: the command each cluster-backed stage would submit, with where and in what environment."""
+    from flows.stages import BUILT
+    from storage.artifacts import ArtifactStore
+    from tasks.ray_job import job_server_address
+
+    for name in names:
+        if getattr(getattr(cfg, name), "backend", None) != "openrlhf":
+            continue
+        out = ArtifactStore(cfg.home).artifact_dir(name, BUILT[name].key(cfg))
+        where = job_server_address(cfg.ray) or "the local Ray job server"
+        console.print(f"\n# {name}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}", markup=False)
+        console.print(BUILT[name].openrlhf_command(cfg, out), markup=False, soft_wrap=True, highlight=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble, sft
 from tasks.build import build_artifact
 from tasks.publish import publish_summary
-from tasks.ray_runtime import run_recipe
+from tasks.ray_runtime import run_recipe_task
 
 NAME = "grpo"
 VERSION = 1
@@ -22,8 +22,9 @@ VERSION = 1
 
 def key_config(config: BardConfig) -> dict:
     """GRPO's own settings and everything the reward depends on."""
+    local = config.grpo.backend != "openrlhf"
     return {
-        "grpo": config.grpo.model_dump(mode="json", exclude={"report_to"}),
+        "grpo": config.grpo.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
         "reward": config.reward.model_dump(mode="json"),
         "budget": config.budget.model_dump(mode="json"),
         "verify": config.verify.model_dump(mode="json"),
@@ -51,10 +52,12 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         raise BardError("grpo: the sft artifact of this config is not built yet: run `bard run --from sft`")
 
     def make(path: Path) -> tuple[dict[str, int], dict]:
+        if config.grpo.backend == "openrlhf":
+            return {}, _openrlhf(config, data.files("rl_prompts"), path)
         from bard_core.training.grpo_trl import TRLGRPORecipe
 
         model_dir = str(Path(start.path) / "model")
-        metrics = run_recipe(config.ray, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"), str(path))
+        metrics = run_recipe_task(config.ray, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"), str(path))
         steps = metrics["per_step"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"], "prefilter": metrics["prefilter"],
@@ -64,6 +67,28 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         return {}, stats
 
     return build_artifact(config, NAME, VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+
+
+def openrlhf_command(config: BardConfig, out: Path) -> str:
+    from bard_core.training import openrlhf
+
+    sft_model = ArtifactStore(config.home).artifact_dir("sft", sft.key(config)) / "model"
+    files = out / "openrlhf"
+    return openrlhf.grpo_entrypoint(config, str(sft_model), str(files / "rl_prompts.parquet"), str(files / "reward_func.py"), out)
+
+
+def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
+    """The prompt file and the reward file, then the job. The reward file counts budget tokens with the SFT
+    model's tokenizer (BARD_REWARD_TOKENIZER in the job's environment), as the trl backend does."""
+    from bard_core.reward_file import ENV_TOKENIZER, write_reward_file
+    from bard_core.training import openrlhf
+    from tasks.ray_job import run_openrlhf
+
+    rows = openrlhf.write_rl_prompts(files, path / "openrlhf" / "rl_prompts.parquet", config)
+    write_reward_file(config, path / "openrlhf" / "reward_func.py")
+    sft_model = str(ArtifactStore(config.home).artifact_dir("sft", sft.key(config)) / "model")
+    job = run_openrlhf(config.ray, NAME, openrlhf_command(config, path), path, 0, {ENV_TOKENIZER: sft_model})
+    return {"backend": "openrlhf", "prompt_rows": rows, **job, "model": str(path / "model")}
 
 
 @task(name="grpo", cache_policy=NONE)

@@ -19,9 +19,10 @@ def ensure_ray(config: RayConfig) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only Ray needs no token
+    # "local": never attach by surprise to another Ray running on this machine (ray.init's own default does)
     address = config.address or os.environ.get("RAY_ADDRESS")
     ray.init(
-        address=address,
+        address=address or "local",
         num_cpus=None if address else config.num_cpus,
         include_dashboard=False,
         configure_logging=False,
@@ -89,7 +90,7 @@ def exit_with_driver(driver: tuple[int, str], poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()
 
 
-def run_recipe(config: RayConfig, recipe_cls, *args: Any) -> dict:
+def run_recipe_task(config: RayConfig, recipe_cls, *args: Any) -> dict:
     """Run a training recipe (setup, train, save, cleanup) in a Ray task on one GPU when the cluster has one;
     return what `save` returns. The worker process exits afterwards, taking the model's memory with it."""
     import ray
@@ -101,10 +102,7 @@ def run_recipe(config: RayConfig, recipe_cls, *args: Any) -> dict:
 
 
 def _recipe_in_worker(recipe_cls, args: tuple, driver: tuple[int, str]) -> dict:
+    from bard_core.training import run_recipe
+
     exit_with_driver(driver)
-    recipe = recipe_cls(*args)
-    recipe.setup()
-    recipe.train()
-    metrics = recipe.save()
-    recipe.cleanup()
-    return metrics
+    return run_recipe(recipe_cls(*args))

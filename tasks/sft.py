@@ -14,16 +14,18 @@ from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble
 from tasks.build import build_artifact
 from tasks.publish import publish_summary
-from tasks.ray_runtime import run_recipe
+from tasks.ray_runtime import run_recipe_task
 
 NAME = "sft"
 VERSION = 1
 
 
 def key_config(config: BardConfig) -> dict:
+    """The student and the SFT settings; the cluster settings only when the cluster trains."""
+    local = config.sft.backend != "openrlhf"
     return {
         "student": config.student.model_dump(mode="json"),
-        "sft": config.sft.model_dump(mode="json", exclude={"report_to"}),
+        "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
     }
 
 
@@ -38,6 +40,8 @@ def key(config: BardConfig) -> str:
 def check(config: BardConfig) -> None:
     if config.student.model is not None and not Path(config.student.model).is_dir():
         raise BardError(f"student.model: {config.student.model} is not a model directory")
+    if config.sft.backend == "openrlhf":
+        openrlhf_command(config, Path(config.home))  # settings OpenRLHF cannot take fail here, before any work
 
 
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
@@ -48,9 +52,11 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         raise BardError("sft: the assemble artifact of this config is not built yet: run `bard run --from assemble`")
 
     def make(path: Path) -> tuple[dict[str, int], dict]:
+        if config.sft.backend == "openrlhf":
+            return {}, _openrlhf(config, data.files("sft_dataset"), path)
         from bard_core.training.sft_trl import TRLSFTRecipe
 
-        metrics = run_recipe(config.ray, TRLSFTRecipe, config, data.files("sft_dataset"), str(path))
+        metrics = run_recipe_task(config.ray, TRLSFTRecipe, config, data.files("sft_dataset"), str(path))
         curve = metrics["loss_curve"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"],
@@ -60,6 +66,32 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         return {}, stats
 
     return build_artifact(config, NAME, VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+
+
+def openrlhf_command(config: BardConfig, out: Path) -> str:
+    from bard_core.training import openrlhf
+
+    return openrlhf.sft_entrypoint(config, _student_dir(config, out), str(out / "openrlhf" / "sft.parquet"), out)
+
+
+def _student_dir(config: BardConfig, out: Path) -> str:
+    """The model OpenRLHF starts from: the configured directory, or the built student saved for it."""
+    return config.student.model or str(out / "_parts" / "student")
+
+
+def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
+    from bard_core.training import openrlhf
+    from tasks.ray_job import run_openrlhf
+
+    rows = openrlhf.write_sft_data(files, path / "openrlhf" / "sft.parquet")
+    if config.student.model is None:
+        from bard_core.student import load_model, load_tokenizer
+
+        tokenizer = load_tokenizer(config.student)
+        load_model(config.student, tokenizer).save_pretrained(_student_dir(config, path))
+        tokenizer.save_pretrained(_student_dir(config, path))
+    job = run_openrlhf(config.ray, NAME, openrlhf_command(config, path), path, config.sft.openrlhf.gpus, {})
+    return {"backend": "openrlhf", "train_rows": rows, **job, "model": str(path / "model")}
 
 
 @task(name="sft", cache_policy=NONE)

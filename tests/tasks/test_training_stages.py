@@ -3,6 +3,7 @@ metrics and logs, a run killed midway that resumes from its last checkpoint with
 GRPO with the BARD reward, its logged components and the difficulty filter."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,29 @@ def test_grpo_from_the_sft_model_with_the_bard_reward(trained):
     filtered = load_config(config_path, ["grpo.prefilter_samples=2", "grpo.max_steps=1"], home=config.home)
     with pytest.raises(Exception, match="difficulty filter left no prompt"):
         grpo.build(filtered)
+
+
+def test_grpo_killed_midway_resumes_to_the_same_steps(trained, tmp_path):
+    """kill -9 during GRPO, then a rerun: it resumes from the last whole checkpoint and ends where an
+    uninterrupted run ends, with the same per-step rewards (sampling is seeded and the RNG state is restored)."""
+    config_path, sft_manifest = trained
+    longer = ["grpo.max_steps=4"]
+    fresh = grpo.build(load_config(config_path, longer, home=str(Path(sft_manifest.path).parents[2])))
+
+    home = tmp_path / "killed"
+    upstream(config_path, home)
+    sft_dir = home / "artifacts" / "sft" / sft_manifest.key
+    sft_dir.parent.mkdir(parents=True)
+    shutil.copytree(sft_manifest.path, sft_dir)  # the same SFT model, so the two GRPO runs start alike
+    cmd = [BARD, "stage", "grpo", "--config", str(config_path), "--home", str(home), "--set", longer[0]]
+    kill_9_when(cmd, lambda: bool(list(home.glob("artifacts/grpo/*/_parts/checkpoints/checkpoint-2/trainer_state.json"))))
+    assert not list(home.glob("artifacts/grpo/*/manifest.json"))
+
+    rerun = grpo.build(load_config(config_path, longer, home=str(home)))
+    resumed = json.loads((Path(rerun.path) / "metrics.json").read_text())
+    uninterrupted = json.loads((Path(fresh.path) / "metrics.json").read_text())
+    assert resumed["resumed_from"] in ("checkpoint-2", "checkpoint-3") and resumed["steps"] == 4
+    assert [s["step"] for s in resumed["per_step"]] == [s["step"] for s in uninterrupted["per_step"]] == [1, 2, 3, 4]
+    for a, b in zip(resumed["per_step"], uninterrupted["per_step"]):
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6), a["step"]
+        assert a["bard/thinking_tokens"] == pytest.approx(b["bard/thinking_tokens"], abs=1e-6), a["step"]
