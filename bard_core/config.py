@@ -395,6 +395,60 @@ class GRPOConfig(Section):
     openrlhf: OpenRLHFGRPOConfig = OpenRLHFGRPOConfig()
 
 
+# ---------------------------------------------------------------- evaluation and the report
+
+
+class EvalModel(Section):
+    """One model of the sweep, under a name the report uses."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str = Field(..., description="'sft' or 'grpo' (this config's artifacts) or a local model directory")
+    mode: Literal["budget", "truncate"] = Field(
+        "budget",
+        description="budget: the budget text in the prompt; truncate: the baseline of an unbudgeted model, no "
+        "budget text, its thinking cut at the budget and an answer forced after the closing tag",
+    )
+
+
+class EvalConfig(Section):
+    """Stage `eval`: every model x benchmark x budget, k samples per problem, graded and measured.
+    Benchmarks are the `problems` of `splits`, one per source (gsm8k, math500, aime24, a demo's held-out set)."""
+
+    models: list[EvalModel] = Field(
+        default_factory=lambda: [EvalModel(name="sft", model="sft"), EvalModel(name="grpo", model="grpo")]
+    )
+    splits: list[str] = Field(["test"], description="problems of these splits are evaluated")
+    benchmarks: list[str] | None = Field(None, description="only these sources; default: every source in `splits`")
+    limit: int | None = Field(None, ge=1, description="at most this many problems per benchmark (a seeded sample)")
+    budgets: list[int] = Field([500, 1000, 2000, 4000, 8000], min_length=1, description="include budgets never trained on")
+    samples: int = Field(4, ge=1, description="k: samples per problem and budget (pass@1 mean/std over them, maj@k)")
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens_factor: float = Field(
+        1.5, gt=0, description="max new tokens = max_tokens_factor x budget + answer_tokens: room to overshoot, measured"
+    )
+    answer_tokens: int = Field(64, ge=1, description="room for the answer after the thinking")
+    seed: int = Field(0, description="with each problem uid and budget: the same draws for every model")
+    generation: dict[str, Any] = Field(
+        {"backend": "hf"}, description="the engine for every model (backend hf or vllm and its settings); `model` is filled in"
+    )
+    workers: int = Field(1, ge=1, description="engine actors per model")
+    shard_rows: int = Field(100, ge=1, description="problems per slice of work")
+    commit_rows: int = Field(10, ge=1, description="problems per committed chunk (what a kill can lose)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvalConfig":
+        from pydantic import TypeAdapter
+
+        if "model" in self.generation:
+            raise ValueError("generation: leave out `model`; each entry of `models` names its own")
+        TypeAdapter(GenerationBackendConfig).validate_python({**self.generation, "model": "m"})
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models: names must be unique, got {names}")
+        return self
+
+
 # ---------------------------------------------------------------- the whole pipeline
 
 
@@ -426,6 +480,7 @@ class BardConfig(Section):
     student: StudentConfig = StudentConfig()
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 class ConfigError(BardError):

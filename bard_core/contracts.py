@@ -80,3 +80,26 @@ COMPRESSIONS = pa.schema(
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+# Stage `eval`: one row per sample of the budget sweep. thinking_tokens are budget tokens (the student's
+# tokenizer); within_budget is thinking_tokens <= budget x (1 + reward.tau).
+EVAL_SAMPLES = pa.schema(
+    [
+        ("uid", pa.string()),  # <model>/<problem_uid>/b<budget>/s<sample_idx>
+        ("model", pa.string()),  # the name in eval.models
+        ("mode", pa.string()),  # budget | truncate
+        ("benchmark", pa.string()),  # the problem's source
+        ("problem_uid", pa.string()),
+        ("budget", pa.int64()),
+        ("sample_idx", pa.int64()),
+        ("completion", pa.string()),
+        ("answer_pred", pa.string()),
+        ("thinking_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("correct", pa.bool_()),  # null: the gold could not be parsed
+        ("within_budget", pa.bool_()),
+        ("finish_reason", pa.string()),
+        ("seed", pa.int64()),
+    ]
+)

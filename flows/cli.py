@@ -195,6 +195,72 @@ def query(
         raise BardError(f"unknown --format {fmt!r}: choose table, csv, json or parquet")
 
 
+def _eval_manifest(cfg: BardConfig, key: Optional[str]):
+    """The eval artifact with this key (prefix), or this config's."""
+    from storage.artifacts import ArtifactStore
+    from tasks import eval as evaluation
+
+    store = ArtifactStore(cfg.home)
+    manifest = store.find(key) if key else store.manifest("eval", evaluation.key(cfg))
+    if manifest is None:
+        raise BardError("the eval artifact of this config is not built yet: run `bard run --from eval`, or give a KEY")
+    if manifest.stage != "eval":
+        raise BardError(f"{manifest.key} is a {manifest.stage} artifact, not an eval artifact")
+    return manifest
+
+
+@app.command()
+def report(
+    key: Optional[str] = typer.Argument(None, help="An eval artifact key (or unique prefix); default: this config's."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.md and plots/ (default <home>/reports/<key>)."),
+    config: Optional[Path] = ConfigOpt,
+    overrides: list[str] = SetOpt,
+    home: Optional[str] = HomeOpt,
+) -> None:
+    """Regenerate the evaluation report (Markdown + PNG plots) from an eval artifact's stored rows."""
+    from tasks.report import render
+
+    cfg = _load(config, overrides, home)
+    manifest = _eval_manifest(cfg, key)
+    path = render(manifest, out or Path(cfg.home) / "reports" / manifest.key)
+    console.print(f"Wrote {path} (plots in {path.parent / 'plots'})")
+
+
+@app.command()
+def compare(
+    first: str = typer.Argument(..., help="A model name of the eval artifact, or KEY:MODEL for another eval artifact."),
+    second: str = typer.Argument(..., help="The same, for the other side."),
+    config: Optional[Path] = ConfigOpt,
+    overrides: list[str] = SetOpt,
+    home: Optional[str] = HomeOpt,
+) -> None:
+    """Two models (or runs) side by side: accuracy, thinking length and adherence per benchmark and budget."""
+    import duckdb
+
+    cfg = _load(config, overrides, home)
+    sides = []
+    for spec in (first, second):
+        key, _, model = spec.rpartition(":")
+        manifest = _eval_manifest(cfg, key or None)
+        rows = duckdb.sql(f"select * from read_parquet({manifest.files('eval_metrics')!r})").to_arrow_table().to_pylist()
+        picked = {(r["benchmark"], r["budget"]): r for r in rows if r["model"] == model}
+        if not picked:
+            names = sorted({r["model"] for r in rows})
+            raise BardError(f"no model {model!r} in eval artifact {manifest.key}; it has {', '.join(names)}")
+        sides.append(picked)
+    a, b = sides
+    table = Table("benchmark", "budget", f"pass@1 {first}", f"pass@1 {second}", "Δ", f"L {first}", f"L {second}",
+                  f"≤B(1+τ) {first}", f"≤B(1+τ) {second}")  # fmt: skip
+    for bench, budget in sorted(set(a) | set(b)):
+        x, y = a.get((bench, budget)), b.get((bench, budget))
+        cell = lambda r, k, f: "—" if r is None else f.format(r[k])  # noqa: E731
+        delta = "—" if x is None or y is None else f"{y['pass1_mean'] - x['pass1_mean']:+.3f}"
+        table.add_row(bench, str(budget), cell(x, "pass1_mean", "{:.3f}"), cell(y, "pass1_mean", "{:.3f}"), delta,
+                      cell(x, "thinking_mean", "{:.1f}"), cell(y, "thinking_mean", "{:.1f}"),
+                      cell(x, "adherence", "{:.1%}"), cell(y, "adherence", "{:.1%}"))  # fmt: skip
+    console.print(table)
+
+
 @export_app.command("reward-func")
 def export_reward_func(
     out: Path = typer.Argument(..., help="Where to write the reward file, e.g. reward_func.py."),

@@ -7,14 +7,16 @@ from prefect import flow
 from bard_core.config import BardConfig
 from flows.assemble import assemble_flow
 from flows.compress import compress_flow
+from flows.eval import eval_flow
 from flows.grpo import grpo_flow
 from flows.problems import problems_flow
+from flows.report import report_flow
 from flows.sft import sft_flow
 from flows.teacher import teacher_flow
 from storage.artifacts import Manifest
 
 STAGE_FLOWS = {"problems": problems_flow, "teacher": teacher_flow, "compress": compress_flow, "assemble": assemble_flow,
-               "sft": sft_flow, "grpo": grpo_flow}
+               "sft": sft_flow, "grpo": grpo_flow, "eval": eval_flow, "report": report_flow}
 
 
 @flow(name="pipeline")

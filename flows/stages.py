@@ -5,12 +5,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from bard_core.errors import BardError
-from tasks import assemble, compress, grpo, problems, sft, teacher
+from tasks import assemble, compress, grpo, problems, report, sft, teacher
+from tasks import eval as evaluation
 
 ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
 # Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
 BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble,
-                                 "sft": sft, "grpo": grpo}
+                                 "sft": sft, "grpo": grpo, "eval": evaluation, "report": report}
 
 
 def select(stages: str | None = None, start: str | None = None) -> list[str]:

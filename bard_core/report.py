@@ -1,0 +1,58 @@
+"""The evaluation report: Markdown with the metrics tables and the plots, written beside its PNGs.
+
+    report.md
+    plots/<benchmark>-accuracy.png | -length.png | -relative-error.png | -pareto.png
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bard_core import plots
+
+COLUMNS = [  # (metric key, header, format)
+    ("budget", "budget", "{}"), ("pass1_mean", "pass@1", "{:.3f}"), ("pass1_std", "± std", "{:.3f}"),
+    ("maj_at_k", "maj@k", "{:.3f}"), ("thinking_mean", "L mean", "{:.1f}"), ("thinking_p50", "L p50", "{:.0f}"),
+    ("thinking_p90", "L p90", "{:.0f}"), ("relerr_mean", "rel. error mean", "{:.3f}"), ("relerr_p90", "rel. error p90", "{:.3f}"),
+    ("adherence", "L ≤ B(1+τ)", "{:.1%}"), ("over_budget", "L > B", "{:.1%}"),
+]  # fmt: skip
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = ["—" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, metrics: list[dict], correlation: list[dict], lengths: list[dict], header: dict) -> Path:
+    """`lengths`: eval samples without their text (model, mode, benchmark, budget, thinking_tokens).
+    `header`: what the report is of (artifact key, models, when), shown as a list."""
+    parts = ["# BARD evaluation report", ""]
+    parts += [f"- **{k}**: {v}" for k, v in header.items()]
+    parts += ["", "L: thinking tokens; B: the budget; rel. error: \\|L − B\\| / B; τ: `reward.tau`.", ""]
+    parts += ["## Budget adherence (Spearman's ρ of thinking length with budget)", ""]
+    parts.append(markdown_table(correlation, [("benchmark", "benchmark", "{}"), ("model", "model", "{}"), ("mode", "mode", "{}"),
+                                              ("samples", "samples", "{}"), ("spearman", "ρ", "{:.3f}")]))  # fmt: skip
+    for benchmark in sorted({m["benchmark"] for m in metrics}):
+        rows = [m for m in metrics if m["benchmark"] == benchmark]
+        parts += ["", f"## {benchmark}", ""]
+        for model in sorted({(m["model"], m["mode"]) for m in rows}):
+            name = model[0] if model[1] == "budget" else f"{model[0]} ({model[1]})"
+            first = next(m for m in rows if (m["model"], m["mode"]) == model)
+            parts += [f"### {name}: {first['problems']} problems × k = {first['k']}", ""]
+            parts += [markdown_table([m for m in rows if (m["model"], m["mode"]) == model], COLUMNS), ""]
+        slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in benchmark)
+        samples = [s for s in lengths if s["benchmark"] == benchmark]
+        figures = [
+            plots.accuracy_vs_budget(rows, benchmark, out / "plots" / f"{slug}-accuracy.png"),
+            plots.length_vs_budget(rows, benchmark, out / "plots" / f"{slug}-length.png"),
+            plots.relative_error_by_budget(samples, benchmark, out / "plots" / f"{slug}-relative-error.png"),
+            plots.pareto(rows, benchmark, out / "plots" / f"{slug}-pareto.png"),
+        ]
+        parts += [f"![{f.stem}](plots/{f.name})" for f in figures]
+    report = out / "report.md"
+    report.write_text("\n".join(parts) + "\n")
+    return report

@@ -1,0 +1,143 @@
+"""Prefect task of stage `eval`: the budget sweep of every configured model on the benchmark problems, on
+engine actors, then the metrics per budget; commit the artifact, return its manifest.
+
+Tables: `eval_problems` (what was evaluated), `eval_samples` (one row per sample, model after model),
+`eval_metrics` (per model, benchmark and budget) and `eval_correlation` (Spearman of length with budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NONE
+from pydantic import TypeAdapter
+
+from bard_core import contracts
+from bard_core import evaluate as stage
+from bard_core.config import BardConfig, EvalModel
+from bard_core.errors import BardError
+from bard_core.generation import GenerationBackendConfig
+from bard_core.metrics import budget_metrics, length_correlation
+from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
+from tasks import grpo, problems, sft
+from tasks.build import build_artifact
+from tasks.generate import Slice, run_generation
+from tasks.publish import progress_reporter, publish_summary
+from tasks.ray_runtime import ensure_ray
+
+NAME = "eval"
+TRAINED = {"sft": sft, "grpo": grpo}  # models named by the stage that trains them
+
+
+def key_config(config: BardConfig) -> dict:
+    """The sweep, and what grading and length counting depend on; not how many engines run it."""
+    return {
+        "eval": config.eval.model_dump(mode="json", exclude={"workers", "shard_rows", "commit_rows"}),
+        "budget": config.budget.model_dump(mode="json"),
+        "verify": config.verify.model_dump(mode="json"),
+        "tau": config.reward.tau,
+    }
+
+
+def inputs(config: BardConfig) -> dict[str, str]:
+    found = {"problems": problems.key(config)}
+    for m in config.eval.models:
+        if m.model in TRAINED:
+            found[m.model] = TRAINED[m.model].key(config)
+    return found
+
+
+def key(config: BardConfig) -> str:
+    return artifact_key(NAME, stage.VERSION, key_config(config), inputs(config))
+
+
+def check(config: BardConfig) -> None:
+    for m in config.eval.models:
+        if m.model not in TRAINED and not Path(m.model).is_dir():
+            raise BardError(f"eval.models[{m.name}].model: {m.model} is neither sft, grpo nor a model directory")
+
+
+def model_dir(config: BardConfig, model: EvalModel) -> str:
+    if model.model not in TRAINED:
+        return model.model
+    manifest = ArtifactStore(config.home).manifest(model.model, TRAINED[model.model].key(config))
+    if manifest is None:
+        raise BardError(f"eval: model {model.name} is the {model.model} artifact of this config, not built yet: "
+                        f"run `bard run --from {model.model}`")  # fmt: skip
+    return str(Path(manifest.path) / "model")
+
+
+def select_problems(files: list[str], config: BardConfig) -> pa.Table:
+    """The problems of `eval.splits` (and `eval.benchmarks`), at most `eval.limit` per benchmark: a sample
+    seeded by `eval.seed` and the uid, in uid order."""
+    cfg = config.eval
+    table = duckdb.sql(f"select * from read_parquet({files!r}) where split in {tuple(cfg.splits)!r} order by source, uid").to_arrow_table()
+    if cfg.benchmarks is not None:
+        missing = set(cfg.benchmarks) - set(table["source"].to_pylist())
+        if missing:
+            raise BardError(f"eval.benchmarks: no problems of {sorted(missing)} in splits {cfg.splits}")
+    rows = [r for r in table.to_pylist() if cfg.benchmarks is None or r["source"] in cfg.benchmarks]
+    if cfg.limit:
+        rank = lambda r: hashlib.sha256(f"{cfg.seed}:{r['uid']}".encode()).hexdigest()  # noqa: E731
+        kept = []
+        for source in sorted({r["source"] for r in rows}):
+            kept += sorted(sorted((r for r in rows if r["source"] == source), key=rank)[: cfg.limit], key=lambda r: r["uid"])
+        rows = kept
+    if not rows:
+        raise BardError(f"eval: no problems in splits {cfg.splits}: add a test source to problems.sources")
+    return pa.Table.from_pylist(rows, schema=contracts.PROBLEMS)
+
+
+def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:
+    """Build (or reuse, or resume) the `eval` artifact."""
+    check(config)
+    source = ArtifactStore(config.home).manifest("problems", problems.key(config))
+    if source is None:
+        raise BardError("eval: the problems artifact of this config is not built yet: run `bard run --stages problems`")
+    dirs = {m.name: model_dir(config, m) for m in config.eval.models}
+
+    def make(path: Path) -> tuple[dict[str, int], dict]:
+        cfg = config.eval
+        chosen = select_problems(source.files("problems"), config)
+        shards = write_table(path, "eval_problems", chosen, cfg.shard_rows)
+        files = [path / "eval_problems" / f"part-{i:05d}.parquet" for i in range(shards)]
+        base = [Slice(i, str(f), 0, pq.read_metadata(f).num_rows) for i, f in enumerate(files)]
+        ensure_ray(config.ray)
+        counts = {}
+        for m, model in enumerate(cfg.models):  # model m writes shards m*S .. m*S + S-1 of eval_samples
+            slices = [dataclasses.replace(s, index=s.index + m * shards) for s in base]
+            engine = TypeAdapter(GenerationBackendConfig).validate_python({**cfg.generation, "model": dirs[model.name]})
+            work = functools.partial(stage.sample, config=config, model=model, model_dir=dirs[model.name])
+            counts[model.name] = run_generation(
+                f"{NAME} {model.name}", engine, slices, work, contracts.EVAL_SAMPLES, path, "eval_samples",
+                cfg.commit_rows, cfg.workers, on_progress,
+            )  # fmt: skip
+        samples = pq.read_table([str(path / "eval_samples" / f"part-{i:05d}.parquet") for i in range(shards * len(cfg.models))])
+        rows = samples.drop_columns(["completion"]).to_pylist()
+        metrics, correlation = budget_metrics(rows, config.reward.tau), length_correlation(rows)
+        tables = {
+            "eval_problems": shards,
+            "eval_samples": shards * len(cfg.models),
+            "eval_metrics": write_table(path, "eval_metrics", pa.Table.from_pylist(metrics), 100_000),
+            "eval_correlation": write_table(path, "eval_correlation", pa.Table.from_pylist(correlation), 100_000),
+        }
+        return tables, {"models": dirs, "problems": chosen.num_rows, "samples": samples.num_rows,
+                        "correlation": correlation, "generation": counts}  # fmt: skip
+
+    return build_artifact(config, NAME, stage.VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+
+
+@task(name="eval", cache_policy=NONE)
+def eval_task(config: BardConfig, refresh: bool = False) -> Manifest:
+    from prefect.runtime import flow_run
+
+    manifest = build(config, refresh, flow_run_id=flow_run.id, on_progress=progress_reporter(NAME))
+    publish_summary(manifest, manifest.stats["correlation"])
+    return manifest

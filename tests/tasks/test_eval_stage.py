@@ -1,0 +1,130 @@
+"""Stages `eval` and `report` on a tiny model: the budget sweep's rows, the truncation baseline, metrics
+stored beside the samples, the report with its plots, `bard report` and `bard compare`."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from bard_core.budget import add_budget
+from bard_core.config import load_config
+from bard_core.evaluate import messages
+from bard_core.metrics import budget_metrics
+from tasks import eval as evaluation
+from tasks import problems, report
+from tests.conftest import BARD
+
+BUDGETS = [4, 8, 16]
+
+
+def write_config(tmp: Path, model: str) -> Path:
+    source = tmp / "toy.jsonl"
+    source.write_text("".join(json.dumps({"question": f"one plus {i} is", "answer": str(i + 1)}) + "\n" for i in range(8)))
+    other = tmp / "other.jsonl"
+    other.write_text("".join(json.dumps({"question": f"two times {i} is", "answer": str(2 * i)}) + "\n" for i in range(3)))
+    path = tmp / "c.yaml"
+    path.write_text(f"""
+problems: {{sources: [{{kind: jsonl, path: '{source}', split: test}}, {{kind: jsonl, path: '{other}', split: test}}]}}
+budget: {{tokenizer: '{model}/tokenizer.json'}}
+eval:
+  models: [{{name: tiny, model: '{model}'}}, {{name: tiny-cut, model: '{model}', mode: truncate}}]
+  budgets: {BUDGETS}
+  samples: 2
+  limit: 5
+  answer_tokens: 8
+  generation: {{backend: hf, num_threads: 1}}
+ray: {{num_cpus: 1}}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, ray_local, tiny_model):
+    tmp = tmp_path_factory.mktemp("eval")
+    config_path = write_config(tmp, tiny_model)
+    config = load_config(config_path, home=str(tmp / "home"))
+    problems.build(config)
+    return config_path, config, evaluation.build(config)
+
+
+def samples(manifest) -> list[dict]:
+    return duckdb.sql(f"select * from read_parquet({manifest.files('eval_samples')!r})").to_arrow_table().to_pylist()
+
+
+def test_every_model_problem_budget_and_sample_is_stored(evaluated):
+    _, config, manifest = evaluated
+    rows = samples(manifest)
+    assert manifest.rows("eval_problems") == 5 + 3  # limit 5 per benchmark
+    assert len(rows) == 2 * 8 * len(BUDGETS) * 2 == manifest.stats["samples"]
+    assert len({r["uid"] for r in rows}) == len(rows)
+    assert {r["benchmark"] for r in rows} == {"toy", "other"}
+    cells = {(r["model"], r["problem_uid"], r["budget"]) for r in rows}
+    assert len(cells) == 2 * 8 * len(BUDGETS)
+    # The same seeds for both models: paired comparisons.
+    seeds = {}
+    for r in rows:
+        seeds.setdefault((r["problem_uid"], r["budget"], r["sample_idx"]), set()).add(r["seed"])
+    assert all(len(s) == 1 for s in seeds.values())
+    for r in rows:
+        assert r["within_budget"] == (r["thinking_tokens"] <= r["budget"] * (1 + config.reward.tau))
+
+
+def test_budget_text_only_in_budget_mode(evaluated):
+    _, config, _ = evaluated
+    budgeted, truncated = config.eval.models
+    assert messages("q", 8, budgeted, config)[-1]["content"] == add_budget("q", 8, config.budget)
+    assert messages("q", 8, truncated, config)[-1]["content"] == "q"
+
+
+def test_the_truncation_baseline_cuts_thinking_at_the_budget_then_answers(evaluated):
+    """Budget mode may think up to max_tokens_factor x B; the baseline generates at most B thinking tokens
+    and then at most answer_tokens after a closing tag it writes itself when the model had not."""
+    _, config, manifest = evaluated
+    rows = samples(manifest)
+    cut = [r for r in rows if r["model"] == "tiny-cut"]
+    assert all(r["completion_tokens"] <= r["budget"] + config.eval.answer_tokens for r in cut)
+    assert all(config.budget.think_close in r["completion"] for r in cut)
+    budget_mode = [r for r in rows if r["model"] == "tiny"]
+    assert any(r["completion_tokens"] > r["budget"] + config.eval.answer_tokens for r in budget_mode), "room to overshoot"
+
+
+def test_stored_metrics_are_those_of_the_stored_samples(evaluated):
+    _, config, manifest = evaluated
+    stored = duckdb.sql(f"select * from read_parquet({manifest.files('eval_metrics')!r})").to_arrow_table().to_pylist()
+    recomputed = budget_metrics(samples(manifest), config.reward.tau)
+    assert len(stored) == 2 * 2 * len(BUDGETS)
+    for a, b in zip(stored, recomputed, strict=True):
+        assert a == pytest.approx(b)
+    correlation = duckdb.sql(f"select * from read_parquet({manifest.files('eval_correlation')!r})").fetchall()
+    assert len(correlation) == 4  # per model and benchmark
+
+
+def test_report_with_plots_then_cli_report_and_compare(evaluated, tmp_path):
+    config_path, config, manifest = evaluated
+    built = report.build(config)
+    text = Path(built.stats["report"]).read_text()
+    assert "## toy" in text and "## other" in text and "### tiny-cut (truncate)" in text
+    images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert len(images) == 2 * 4
+    for image in images:
+        data = (Path(built.stats["report"]).parent / image).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+
+    out = tmp_path / "again"
+    home = ["--config", str(config_path), "--home", config.home]
+    subprocess.run([BARD, "report", manifest.key[:8], "--out", str(out), *home], check=True, capture_output=True)
+    assert (out / "report.md").read_text().split("- **generated**")[0] == text.split("- **generated**")[0]
+
+    shown = subprocess.run([BARD, "compare", "tiny", f"{manifest.key}:tiny-cut", *home], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    toy_4 = next(line for line in shown.stdout.splitlines() if " toy " in line and " 4 " in line)
+    metrics = {(m["model"], m["benchmark"], m["budget"]): m for m in budget_metrics(samples(manifest), config.reward.tau)}
+    assert f"{metrics[('tiny', 'toy', 4)]['thinking_mean']:.1f}" in toy_4
+    assert f"{metrics[('tiny-cut', 'toy', 4)]['thinking_mean']:.1f}" in toy_4
+
+    wrong = subprocess.run([BARD, "compare", "tiny", "nope", *home], capture_output=True, text=True)
+    assert wrong.returncode == 1 and "no model 'nope'" in wrong.stderr
