@@ -13,6 +13,7 @@ Two modes (`EvalModel.mode`):
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
 from bard_core.budget import add_budget, count_budget_tokens
@@ -21,7 +22,9 @@ from bard_core.generation import Completion, GenerationBackend, GenerationReques
 from bard_core.prompts import chat
 from bard_core.teacher import derived_seed
 from bard_core.tokenizers import cached_tokenizer
-from bard_core.verify import grade
+from bard_core.verify import choice_letter, grade
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 VERSION = 1
 
@@ -41,9 +44,24 @@ def messages(question: str, budget: int, model: EvalModel, config: BardConfig) -
     return chat(add_budget(question, budget if model.mode == "budget" else None, config.budget))
 
 
+def presented(problem: dict, config: BardConfig) -> tuple[str, list[str] | None, str]:
+    """(question as shown, choices in the order shown, gold). Multiple-choice options (GPQA) are shuffled
+    with a seed per problem and listed as lettered lines; a gold given as a letter of the original order
+    becomes that option's text, so it is graded against the shuffled letters. No choices: none are made up."""
+    choices = problem["choices"]
+    if not choices:
+        return problem["question"], None, problem["answer"]
+    letter = choice_letter(problem["answer"], choices)
+    gold = choices[LETTERS.index(letter)] if letter else problem["answer"]
+    shown = random.Random(derived_seed(config.eval.seed, problem["uid"])).sample(list(choices), len(choices))
+    options = "\n".join(f"{LETTERS[i]}) {c}" for i, c in enumerate(shown))
+    return f"{problem['question']}\n\n{options}", shown, gold
+
+
 def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardConfig, model: EvalModel, model_dir: str) -> list[dict]:
     """Every sample of these problems at every budget, graded, as `eval_samples` rows."""
     budgets = config.eval.budgets
+    problems = [dict(p, question=q, choices=c, answer=a) for p in problems for q, c, a in [presented(p, config)]]
     keys = [(p, b) for p in problems for b in budgets]
     if model.mode == "budget":
         requests = [

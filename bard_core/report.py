@@ -27,9 +27,22 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]
     return "\n".join(lines)
 
 
-def write_report(out: Path, metrics: list[dict], correlation: list[dict], lengths: list[dict], header: dict) -> Path:
+AUDIT_COLUMNS = [
+    ("budget", "budget", "{}"), ("compressions", "rewrites", "{}"), ("accepted", "accepted", "{}"),
+    ("answer_preserved", "answer preserved", "{:.1%}"), ("numbers_kept", "numbers kept", "{:.1%}"),
+    ("equations_kept", "equations kept", "{:.1%}"), ("answer_derived", "answer in thinking", "{:.1%}"),
+    ("with_invented_numbers", "invented numbers", "{:.1%}"),
+]  # fmt: skip
+SUSPECTS_SHOWN = 20
+
+
+def write_report(
+    out: Path, metrics: list[dict], correlation: list[dict], lengths: list[dict], header: dict,
+    audit: tuple[list[dict], list[dict]] | None = None,
+) -> Path:  # fmt: skip
     """`lengths`: eval samples without their text (model, mode, benchmark, budget, thinking_tokens).
-    `header`: what the report is of (artifact key, models, when), shown as a list."""
+    `header`: what the report is of (artifact key, models, when), shown as a list. `audit`: the
+    compression audit (`bard_core.audit.audit`), when there were compressions."""
     parts = ["# BARD evaluation report", ""]
     parts += [f"- **{k}**: {v}" for k, v in header.items()]
     parts += ["", "L: thinking tokens; B: the budget; rel. error: \\|L − B\\| / B; τ: `reward.tau`.", ""]
@@ -53,6 +66,12 @@ def write_report(out: Path, metrics: list[dict], correlation: list[dict], length
             plots.pareto(rows, benchmark, out / "plots" / f"{slug}-pareto.png"),
         ]
         parts += [f"![{f.stem}](plots/{f.name})" for f in figures]
+    if audit is not None:
+        summary, suspects = audit
+        parts += ["", "## Compression audit", "", "Retention is measured on accepted rewrites (see `bard_core/audit.py`).", ""]
+        parts += [markdown_table(summary, AUDIT_COLUMNS), ""]
+        parts += [f"{len(suspects)} suspect accepted rewrite(s)" + (f"; the first {SUSPECTS_SHOWN}:" if len(suspects) > SUSPECTS_SHOWN else ":" if suspects else "."), ""]
+        parts += [f"- `{s['uid']}` (budget {s['budget']}): {s['why']}" for s in suspects[:SUSPECTS_SHOWN]]
     report = out / "report.md"
     report.write_text("\n".join(parts) + "\n")
     return report

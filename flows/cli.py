@@ -217,12 +217,17 @@ def report(
     overrides: list[str] = SetOpt,
     home: Optional[str] = HomeOpt,
 ) -> None:
-    """Regenerate the evaluation report (Markdown + PNG plots) from an eval artifact's stored rows."""
+    """Regenerate the evaluation report (Markdown + PNG plots) from an eval artifact's stored rows (with the
+    audit of this config's compressions, when it makes them)."""
     from tasks.report import render
+
+    from storage.artifacts import ArtifactStore
+    from tasks import compress
 
     cfg = _load(config, overrides, home)
     manifest = _eval_manifest(cfg, key)
-    path = render(manifest, out or Path(cfg.home) / "reports" / manifest.key)
+    compressions = ArtifactStore(cfg.home).manifest("compress", compress.key(cfg)) if cfg.compress.generation else None
+    path = render(manifest, out or Path(cfg.home) / "reports" / manifest.key, compressions, cfg.home)
     console.print(f"Wrote {path} (plots in {path.parent / 'plots'})")
 
 

@@ -15,6 +15,7 @@ from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.report import write_report
 from storage.artifacts import ArtifactStore, Manifest, artifact_key
+from tasks import compress
 from tasks import eval as evaluation
 from tasks.build import build_artifact
 
@@ -27,7 +28,11 @@ def key_config(config: BardConfig) -> dict:
 
 
 def inputs(config: BardConfig) -> dict[str, str]:
-    return {"eval": evaluation.key(config)}
+    """The evaluation, and the compressions to audit when this config makes them."""
+    found = {"eval": evaluation.key(config)}
+    if config.compress.generation is not None:
+        found["compress"] = compress.key(config)
+    return found
 
 
 def key(config: BardConfig) -> str:
@@ -38,8 +43,10 @@ def check(config: BardConfig) -> None:
     evaluation.check(config)
 
 
-def render(source: Manifest, out: Path) -> Path:
-    """Write report.md and plots/ for the eval artifact `source` into `out`; return the report's path."""
+def render(source: Manifest, out: Path, compressions: Manifest | None = None, home: str | None = None) -> Path:
+    """Write report.md and plots/ for the eval artifact `source` into `out`, with the audit of the
+    `compressions` artifact if given; return the report's path."""
+
     def rows(table: str, columns: str = "*") -> list[dict]:
         return duckdb.sql(f"select {columns} from read_parquet({source.files(table)!r})").to_arrow_table().to_pylist()
 
@@ -51,7 +58,27 @@ def render(source: Manifest, out: Path) -> Path:
         "problems": source.stats["problems"], "samples": source.stats["samples"],
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }  # fmt: skip
-    return write_report(out, metrics, rows("eval_correlation"), lengths, header)
+    audit = audit_compressions(compressions, ArtifactStore(home)) if compressions else None
+    return write_report(out, metrics, rows("eval_correlation"), lengths, header, audit)
+
+
+def audit_compressions(manifest: Manifest, store: ArtifactStore) -> tuple[list[dict], list[dict]]:
+    """The compression audit over a compress artifact, joined to the teacher chains and questions it used."""
+    from bard_core.audit import audit
+
+    teacher = store.find(manifest.inputs["teacher"])
+    problems = store.find(teacher.inputs["problems"])
+    rows = duckdb.sql(
+        f"""
+        select c.uid, c.budget, c.accepted, c.answer_preserved, c.thinking, c.answer_pred,
+               t.thinking as original, p.question
+        from read_parquet({manifest.files("compressions")!r}) c
+        join read_parquet({teacher.files("teacher_samples")!r}) t on t.uid = c.sample_uid
+        join read_parquet({problems.files("problems")!r}) p on p.uid = c.problem_uid
+        order by c.uid
+        """
+    ).to_arrow_table().to_pylist()
+    return audit(rows)
 
 
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
@@ -59,8 +86,14 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
     if source is None:
         raise BardError("report: the eval artifact of this config is not built yet: run `bard run --from eval`")
 
+    compressions = None
+    if "compress" in inputs(config):
+        compressions = ArtifactStore(config.home).manifest("compress", compress.key(config))
+        if compressions is None:
+            raise BardError("report: the compress artifact of this config is not built yet: run `bard run --from compress`")
+
     def make(path: Path) -> tuple[dict[str, int], dict]:
-        report = render(source, path)
+        report = render(source, path, compressions, config.home)
         return {}, {"report": str(report), "plots": sorted(p.name for p in (path / "plots").glob("*.png"))}
 
     return build_artifact(config, NAME, VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)

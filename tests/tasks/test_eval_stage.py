@@ -128,3 +128,46 @@ def test_report_with_plots_then_cli_report_and_compare(evaluated, tmp_path):
 
     wrong = subprocess.run([BARD, "compare", "tiny", "nope", *home], capture_output=True, text=True)
     assert wrong.returncode == 1 and "no model 'nope'" in wrong.stderr
+
+
+def test_multiple_choice_options_are_shuffled_with_a_seed_and_graded_by_shown_letter(tmp_path):
+    from bard_core.evaluate import presented
+    from bard_core.verify import grade
+
+    config = load_config(home=str(tmp_path))
+    problem = {"uid": "gpqa/1", "question": "Which gas?", "answer": "B", "choices": ["helium", "argon", "neon", "xenon"]}
+    question, shown, gold = presented(problem, config)
+    assert gold == "argon" and sorted(shown) == sorted(problem["choices"])
+    assert presented(problem, config) == (question, shown, gold)  # seeded
+    orders = {tuple(presented(dict(problem, uid=f"gpqa/{i}"), config)[1]) for i in range(20)}
+    assert len(orders) > 1, "the order changes from problem to problem"
+    letter = "ABCD"[shown.index("argon")]
+    assert question.splitlines()[2 + shown.index("argon")] == f"{letter}) argon"
+    right = grade(f"</think>\\boxed{{{letter}}}", gold, budget_cfg=config.budget, verify_cfg=config.verify, choices=shown)
+    wrong = grade("</think>\\boxed{%s}" % "ABCD"[(shown.index("argon") + 1) % 4], gold, budget_cfg=config.budget,
+                  verify_cfg=config.verify, choices=shown)  # fmt: skip
+    assert right.correct is True and wrong.correct is False
+    plain = {"uid": "x", "question": "1+1?", "answer": "2", "choices": None}
+    assert presented(plain, config) == ("1+1?", None, "2")
+
+
+def test_the_report_audits_the_compressions(evaluated, tmp_path, tiny_model):
+    from storage.artifacts import ArtifactStore
+    from tests.tasks.synthetic_upstream import write_upstream
+
+    _, _, eval_manifest = evaluated
+    source = tmp_path / "train.jsonl"
+    source.write_text("".join(json.dumps({"question": f"add {i} and {i + 1}", "answer": str(2 * i + 1)}) + "\n" for i in range(12)))
+    config = load_config(overrides=[f"problems.sources=[{{kind: jsonl, path: '{source}'}}]",
+                                    f"compress.generation={{backend: hf, model: '{tiny_model}'}}"],
+                         home=str(tmp_path / "home"))  # fmt: skip
+    problems.build(config)
+    _, compressions = write_upstream(config, samples=2, budgets=2, words=30)
+    summary, suspects = report.audit_compressions(compressions, ArtifactStore(config.home))
+    assert sum(s["compressions"] for s in summary) == compressions.rows("compressions")
+    accepted = duckdb.sql(f"select count(*) from read_parquet({compressions.files('compressions')!r}) where accepted").fetchall()[0][0]
+    assert sum(s["accepted"] for s in summary) == accepted
+
+    text = report.render(eval_manifest, tmp_path / "out", compressions, config.home).read_text()
+    assert "## Compression audit" in text and "| budget | rewrites | accepted |" in text
+    assert f"{len(suspects)} suspect accepted rewrite(s)" in text
