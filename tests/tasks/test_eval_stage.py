@@ -171,3 +171,21 @@ def test_the_report_audits_the_compressions(evaluated, tmp_path, tiny_model):
     text = report.render(eval_manifest, tmp_path / "out", compressions, config.home).read_text()
     assert "## Compression audit" in text and "| budget | rewrites | accepted |" in text
     assert f"{len(suspects)} suspect accepted rewrite(s)" in text
+
+
+def test_a_killed_sweep_resumes_from_its_committed_chunks(evaluated, tmp_path):
+    from tests.conftest import kill_9_when
+
+    config_path, _, uninterrupted = evaluated
+    home = tmp_path / "killed"
+    overrides = ["eval.commit_rows=1"]
+    config = load_config(config_path, overrides, home=str(home))
+    problems.build(config)
+    cmd = [BARD, "stage", "eval", "--config", str(config_path), "--home", str(home), "--set", overrides[0]]
+    kill_9_when(cmd, lambda: len(list(home.glob("artifacts/eval/*/_parts/eval_samples/*/part-*.parquet"))) >= 3)
+    assert not list(home.glob("artifacts/eval/*/manifest.json"))
+
+    resumed = evaluation.build(config)
+    resumed_counts = [c["chunks_resumed"] for c in resumed.stats["generation"].values()]
+    assert resumed_counts[0] >= 3, "the first model's committed chunks were kept"
+    assert sorted(r["uid"] for r in samples(resumed)) == sorted(r["uid"] for r in samples(uninterrupted))
