@@ -189,3 +189,16 @@ def test_a_killed_sweep_resumes_from_its_committed_chunks(evaluated, tmp_path):
     resumed_counts = [c["chunks_resumed"] for c in resumed.stats["generation"].values()]
     assert resumed_counts[0] >= 3, "the first model's committed chunks were kept"
     assert sorted(r["uid"] for r in samples(resumed)) == sorted(r["uid"] for r in samples(uninterrupted))
+
+
+def test_the_report_is_published_as_a_prefect_markdown_artifact(evaluated):
+    from prefect.client.orchestration import get_client
+
+    config_path, config, _ = evaluated
+    run = subprocess.run([BARD, "run", "--stages", "eval,report", "--refresh", "report", "--config", str(config_path),
+                          "--home", config.home], capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    with get_client(sync_client=True) as client:
+        artifacts = {(a.key, a.type): a for a in client.read_artifacts()}
+    markdown = artifacts[("bard-report", "markdown")].data
+    assert markdown.startswith("# BARD evaluation report") and "### tiny-cut (truncate)" in markdown
