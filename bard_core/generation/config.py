@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bard_core.section import Section
 
@@ -95,6 +95,32 @@ class VLLMBackendConfig(Section):
     )
 
 
+class ScriptedBackendConfig(Section):
+    """The demo domain's deterministic engines (`bard_core/arithmetic.py`): a teacher writing verbose,
+    self-checking worked solutions, and a compressor returning the most detailed tier of a solution that fits
+    the budget asked for. No model: instant, and exactly reproducible from each request's seed."""
+
+    backend: Literal["scripted"]
+    role: Literal["teacher", "compressor"]
+    model: str = Field(
+        "scripted-arithmetic-1", description="the `model` column of its rows; part of the artifact key, so the version "
+        "in the default changes whenever the scripts do"
+    )
+    tokenizer: str | None = Field(
+        None, description="compressor: the tokenizer.json that counts budget tokens (keep it `budget.tokenizer`)"
+    )
+    slip_rate: float = Field(0.05, ge=0, le=1, description="teacher: share of solutions with one miscalculated step")
+    overshoot_rate: float = Field(
+        0.1, ge=0, le=1, description="compressor: share of rewrites one tier too detailed, so over the budget"
+    )
+
+    @model_validator(mode="after")
+    def _compressor_counts(self) -> "ScriptedBackendConfig":
+        if self.role == "compressor" and not self.tokenizer:
+            raise ValueError("a scripted compressor needs `tokenizer` to fit rewrites to the budget")
+        return self
+
+
 GenerationBackendConfig = Annotated[
-    HFBackendConfig | OpenAIBackendConfig | VLLMBackendConfig, Field(discriminator="backend")
+    HFBackendConfig | OpenAIBackendConfig | VLLMBackendConfig | ScriptedBackendConfig, Field(discriminator="backend")
 ]

@@ -1,0 +1,82 @@
+"""The demo's scripted engines: deterministic stand-ins for the teacher and the compressor models,
+following their contracts on the arithmetic domain (`bard_core/arithmetic.py`).
+
+- teacher: the user turn holds an arithmetic question; the reply is a verbose, self-checking worked solution
+  in `<think>...</think>` ending in `\\boxed{}`, its wording varied and, at `slip_rate`, one step miscalculated.
+- compressor: the user turn holds the question, the reasoning (after "Reasoning:", up to a blank line, as the
+  default compression template writes it) and "at most N tokens"; the reply is the most detailed tier of that
+  reasoning whose thinking fits N tokens, and at `overshoot_rate` one tier more detailed (over the budget).
+
+Each sample draws from its own seed, so a resumed run writes the same rows.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from bard_core import arithmetic
+from bard_core.generation.config import ScriptedBackendConfig
+from bard_core.generation.protocol import Completion, GenerationError, GenerationRequest, expand_samples
+
+REASONING = re.compile(r"Reasoning:\n(.*?)\n\n", re.S)
+BUDGET = re.compile(r"at most (\d+) tokens")
+
+
+class ScriptedBackend:
+    def __init__(self, config: ScriptedBackendConfig):
+        self.config = config
+        self.tokenizer = None
+        if config.tokenizer:
+            from tokenizers import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(config.tokenizer)
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if self.tokenizer else len(text.split())
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        out = []
+        for request, index, seed in expand_samples(requests):
+            user = request.prompt if request.prompt is not None else request.messages[-1]["content"]
+            rng = random.Random(seed)
+            try:
+                text = self._teacher(user, rng) if self.config.role == "teacher" else self._compressor(user, rng)
+            except ValueError as err:
+                raise GenerationError(f"request {request.uid!r}: the scripted {self.config.role}: {err}") from None
+            tokens = self.count(text)
+            limit = request.sampling.max_tokens
+            finish = "stop"
+            if limit is not None and tokens > limit:  # as a model would be: cut at max_tokens
+                ids = self.tokenizer.encode(text, add_special_tokens=False).ids[:limit] if self.tokenizer else None
+                text = self.tokenizer.decode(ids) if ids is not None else " ".join(text.split()[:limit])
+                tokens, finish = limit, "length"
+            out.append(Completion(uid=request.uid, sample_idx=index, text=text, prompt_tokens=self.count(user),
+                                  completion_tokens=tokens, finish_reason=finish, seed=seed, model=self.config.model))  # fmt: skip
+        return out
+
+    def _teacher(self, user: str, rng: random.Random) -> str:
+        problem = arithmetic.parse_question(user)
+        lines = arithmetic.worked_lines(problem, rng, self.config.slip_rate)
+        return arithmetic.completion(lines, arithmetic.final_answer(lines))
+
+    def _compressor(self, user: str, rng: random.Random) -> str:
+        reasoning, budget = REASONING.search(user), BUDGET.findall(user)
+        if reasoning is None or not budget:
+            raise ValueError("expected 'Reasoning:' followed by the reasoning and a blank line, and 'at most N tokens'")
+        lines = [x.strip() for x in reasoning.group(1).strip().splitlines() if x.strip()]
+        answer = arithmetic.final_answer(lines)
+        if answer is None:
+            raise ValueError("the reasoning has no step to take the answer from")
+        budget = int(budget[-1])
+        tiers = [arithmetic.tier(lines, name) for name in arithmetic.TIERS]
+        fits = next(i for i, t in enumerate(tiers) if i == len(tiers) - 1 or self.count(_thinking(t)) <= budget)
+        if fits > 0 and rng.random() < self.config.overshoot_rate:
+            fits -= 1
+        return arithmetic.completion(tiers[fits], answer)
+
+
+def _thinking(lines: list[str]) -> str:
+    """The thinking span of `arithmetic.completion(lines, ...)`: what a budget counts."""
+    return "\n" + "\n".join(lines) + "\n" if lines else "\n"
