@@ -339,6 +339,9 @@ class SFTConfig(Section):
     seed: int = Field(0, description="data order and dropout")
     num_threads: int = Field(1, ge=1, description="torch CPU threads")
     report_to: list[str] = Field(["tensorboard"], description="trainer loggers: tensorboard, wandb (when configured)")
+    gradient_checkpointing: bool = Field(
+        False, description="trl: recompute activations in the backward pass (memory for time; TRL's own default is on)"
+    )
     openrlhf: OpenRLHFSFTConfig = OpenRLHFSFTConfig()
 
 
@@ -394,6 +397,7 @@ class GRPOConfig(Section):
     seed: int = Field(0)
     num_threads: int = Field(1, ge=1, description="torch CPU threads")
     report_to: list[str] = Field(["tensorboard"])
+    gradient_checkpointing: bool = Field(False, description="trl: recompute activations in the backward pass")
     openrlhf: OpenRLHFGRPOConfig = OpenRLHFGRPOConfig()
 
 

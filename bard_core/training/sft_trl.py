@@ -43,7 +43,7 @@ class TRLSFTRecipe:
             max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
             lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay, save_strategy="steps",
             save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
-            report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1,
+            report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, gradient_checkpointing=cfg.gradient_checkpointing,
             use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
         )  # fmt: skip
         # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
