@@ -1,0 +1,41 @@
+"""The demo profile end to end, shrunk (fewer problems, a few training steps, a small sweep): every stage of
+`bard run` runs on this CPU and the report comes out. The full-size demo is `make demo` (see bench/demo)."""
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import BARD, ROOT
+
+SMOKE = [
+    "problems.sources=[{kind: arithmetic, size: 300, seed: 0, split: train}, {kind: arithmetic, size: 30, seed: 1, split: test}]",
+    "sft.epochs=1", "sft.max_steps=12", "sft.batch_size=16", "sft.num_threads=1",
+    "grpo.max_steps=2", "grpo.prompts_per_step=2", "grpo.num_generations=4", "grpo.num_threads=1",
+    "eval.budgets=[8, 24, 64]", "eval.limit=10", "eval.generation={backend: hf, num_threads: 1, batch_size: 32}",
+]  # fmt: skip
+
+
+def test_the_demo_profile_runs_every_stage(tmp_path):
+    home = tmp_path / "home"
+    sets = [arg for item in SMOKE for arg in ("--set", item)]
+    run = subprocess.run([BARD, "run", "--home", str(home), *sets], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for stage in ("problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"):
+        assert list(home.glob(f"artifacts/{stage}/*/manifest.json")), stage
+
+    def query(sql: str) -> list[dict]:
+        out = subprocess.run([BARD, "query", sql, "-f", "json", "--home", str(home)], capture_output=True, text=True, check=True)
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    (teacher,) = query("select count(*) as n, avg(correct::int) as ok from teacher_samples")
+    assert teacher["n"] == 300 and 0.85 < teacher["ok"] < 1.0, "verified, with the scripted slips caught"
+    (sft,) = query("select count(*) filter (where kind = 'budget') as budget, count(*) filter (where kind = 'standard') as std "
+                   "from sft_dataset")  # fmt: skip
+    assert sft["budget"] > 0 and sft["std"] > 0
+    cells = query("select model, budget, count(*) as n from eval_samples group by all order by all")
+    assert [(c["model"], c["budget"], c["n"]) for c in cells] == [
+        (m, b, 10) for m in ("grpo", "sft") for b in (8, 24, 64)
+    ]
+    report = next(home.glob("artifacts/report/*/report.md")).read_text()
+    assert "## arithmetic" in report and "## Compression audit" in report
+    assert len(list(Path(next(home.glob("artifacts/report/*"))).glob("plots/*.png"))) == 4
