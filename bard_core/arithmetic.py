@@ -156,7 +156,8 @@ def vocabulary(extra_text: str = "") -> list[str]:
     """Every piece the demo's prompts and solutions can contain: words with their leading space, each
     digit, symbols, newlines. `extra_text`: more text to cover (the budget and compression templates)."""
     words = " ".join(RESTATE + CHECK + OPENING + CLOSING) + " Compute system user assistant Q A"
-    pieces = set(PIECES.findall(words + " " + words.replace(" ", "\n") + " " + extra_text))
+    # extra_text also after a newline: the budget text follows the question on a line of its own
+    pieces = set(PIECES.findall(words + " " + words.replace(" ", "\n") + " " + extra_text + "\n" + extra_text))
     pieces |= set("0123456789") | {" +", " -", " =", " .", " :", " ?", " }", "\n", " ", "\\boxed{", "+", "-", "=", "."}
     return SPECIAL + sorted(pieces - set(SPECIAL))
 

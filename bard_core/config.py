@@ -8,6 +8,7 @@ readable `ConfigError` naming the file, the key and what was expected.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,6 +267,10 @@ class AssembleConfig(Section):
     minhash_rows: int = Field(4, ge=1, description="near duplicates: hashes per band")
     validation_fraction: float = Field(0.05, ge=0, lt=1, description="share of problems held out for validation")
     rl_budgets_per_problem: int = Field(1, ge=1, description="RL prompts per problem, each at its own budget")
+    rl_includes_holdout: bool = Field(
+        False, description="RL prompts may take the budget_sampling.holdout values, unseen in SFT: the paper's "
+        "long-tail case (in the demo trials RL fixed over-budget answers at such budgets only when its prompts had them)",
+    )  # fmt: skip
     seed: int = Field(0, description="split, shuffle and down-sampling")
     shard_rows: int = Field(100_000, ge=1, description="SFT rows per output shard (whole problems per shard)")
     memory_limit: str = Field("3GB", description="DuckDB's memory limit; it spills to disk beyond it")
@@ -333,6 +338,9 @@ class SFTConfig(Section):
     packing: bool = Field(False, description="pack several sequences into one (TRL's BFD packing)")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: str = Field("cosine", description="a transformers scheduler name")
+    lr_scheduler_kwargs: dict[str, Any] = Field(
+        {}, description="trl: the scheduler's own settings, e.g. {num_decay_steps: 80} for warmup_stable_decay"
+    )
     weight_decay: float = Field(0.01, ge=0)
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps; a killed run resumes from the last")
     logging_steps: int = Field(10, ge=1)
@@ -342,6 +350,10 @@ class SFTConfig(Section):
     gradient_checkpointing: bool = Field(
         False, description="trl: recompute activations in the backward pass (memory for time; TRL's own default is on)"
     )
+    kinds: list[Literal["budget", "standard"]] = Field(
+        ["budget", "standard"], min_length=1,
+        description="which rows of sft_dataset are trained on; [standard] makes the standard (unbudgeted) distilled model",
+    )  # fmt: skip
     openrlhf: OpenRLHFSFTConfig = OpenRLHFSFTConfig()
 
 
@@ -408,12 +420,31 @@ class EvalModel(Section):
     """One model of the sweep, under a name the report uses."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
-    model: str = Field(..., description="'sft' or 'grpo' (this config's artifacts) or a local model directory")
+    model: str | None = Field(
+        None,
+        description="'sft' or 'grpo' (this config's artifacts), 'sft@V' or 'grpo@V' (those of variant V), or a local model directory",
+    )
+    generation: dict[str, Any] | None = Field(
+        None, description="instead of `model`: an engine of its own, whole (e.g. the demo's scripted reference, the "
+        "compressor's rewrite that fits each budget: the floor of the relative error a distilled student can reach)",
+    )  # fmt: skip
     mode: Literal["budget", "truncate"] = Field(
         "budget",
         description="budget: the budget text in the prompt; truncate: the baseline of an unbudgeted model, no "
         "budget text, its thinking cut at the budget and an answer forced after the closing tag",
     )
+
+    @model_validator(mode="after")
+    def _one_engine(self) -> "EvalModel":
+        from pydantic import TypeAdapter
+
+        if (self.model is None) == (self.generation is None):
+            raise ValueError(f"models[{self.name}]: give `model` or `generation`, one of them")
+        if self.generation is not None:
+            TypeAdapter(GenerationBackendConfig).validate_python(self.generation)
+            if self.mode == "truncate":
+                raise ValueError(f"models[{self.name}]: mode truncate needs `model` (it reads the model's chat template)")
+        return self
 
 
 class EvalConfig(Section):
@@ -487,10 +518,49 @@ class BardConfig(Section):
     sft: SFTConfig = SFTConfig()
     grpo: GRPOConfig = GRPOConfig()
     eval: EvalConfig = EvalConfig()
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named variations of this config (the paper's ablations): name -> {dotted.key: value}, as with "
+        "--set. A variant's stages up to grpo run beside this config's, sharing the artifacts it leaves unchanged; "
+        "eval.models name its models sft@NAME and grpo@NAME, and the one report sets them side by side",
+    )
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> "BardConfig":
+        for name in self.variants:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ValueError(f"variants: name {name!r} may hold only letters, digits, _ and -")
+            try:
+                variant_config(self, name)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
+        for m in self.eval.models:
+            stage, at, variant = (m.model or "").partition("@")
+            if at and (stage not in ("sft", "grpo") or variant not in self.variants):
+                raise ValueError(f"eval.models[{m.name}].model {m.model!r}: expected sft@V or grpo@V with V one of "
+                                 f"variants ({', '.join(self.variants) or 'none defined'})")  # fmt: skip
+        return self
 
 
 class ConfigError(BardError):
     pass
+
+
+def variant_config(config: BardConfig, name: str) -> BardConfig:
+    """Variant `name` of `config`: its overrides applied to the resolved config. The evaluation belongs to the
+    base config (it compares the variants), so a variant keeps the default `eval` section and has no variants."""
+    data = config.model_dump(mode="json", exclude={"variants", "eval"})
+    for dotted, value in config.variants[name].items():
+        path = dotted.split(".")
+        if path[0] in ("eval", "variants", "home"):
+            raise ConfigError(f"variants.{name}: {dotted}: a variant changes how models are made; "
+                              f"{path[0]} belongs to the base config")  # fmt: skip
+        apply_override(data, path, value)
+    try:
+        return BardConfig.model_validate(data)
+    except ValidationError as err:
+        problems = _format_validation_error(err, "").splitlines()[1:]
+        raise ConfigError("; ".join(f"variants.{name}: {line.strip()}" for line in problems)) from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -526,21 +596,42 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
         else:
             got = e.get("input")
             got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"  {key}: {e['msg']}{got_text}")
+            lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')}{got_text}")
     return "\n".join(lines)
+
+
+def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML profile as a mapping. `extends: other.yaml` (relative to this file) starts from that profile:
+    sections are merged key by key, and any other value (a list, a number) is replaced whole."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}" + (f" (extended by {seen[-1]})" if seen else "")) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    parent_path = (path.parent / str(parent)).resolve()
+    if parent_path in seen or parent_path == path.resolve():
+        raise ConfigError(f"{path}: extends {parent} goes round in a circle")
+    return _merge(read_profile(parent_path, (*seen, path.resolve())), data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both_sections else value
+    return merged
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, home: str | None = None) -> BardConfig:
     """Load a YAML profile (default configs/demo.yaml), apply overrides, validate."""
     path = Path(path) if path else DEFAULT_CONFIG
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    data = read_profile(path)
     for item in overrides or []:
         apply_override(data, *parse_override(item))
     if home:

@@ -27,6 +27,23 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]
     return "\n".join(lines)
 
 
+def side_by_side(rows: Sequence[dict]) -> str:
+    """One line per budget, each model's accuracy, over-budget rate and relative error across (models in the
+    order of eval.models)."""
+    models = list(dict.fromkeys(m["model"] for m in rows))
+    cells = {(m["model"], m["budget"]): m for m in rows}
+    lines = ["| budget | " + " | ".join(f"{name}: pass@1 | L > B | rel. error" for name in models) + " |",
+             "|---|" + "---|---|---|" * len(models)]  # fmt: skip
+    for budget in sorted({m["budget"] for m in rows}):
+        line = [str(budget)]
+        for name in models:
+            m = cells.get((name, budget))
+            for k, fmt in (("pass1_mean", "{:.3f}"), ("over_budget", "{:.1%}"), ("relerr_mean", "{:.3f}")):
+                line.append("—" if m is None or m.get(k) is None else fmt.format(m[k]))
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
+
+
 AUDIT_COLUMNS = [
     ("budget", "budget", "{}"), ("compressions", "rewrites", "{}"), ("accepted", "accepted", "{}"),
     ("answer_preserved", "answer preserved", "{:.1%}"), ("numbers_kept", "numbers kept", "{:.1%}"),
@@ -52,6 +69,8 @@ def write_report(
     for benchmark in sorted({m["benchmark"] for m in metrics}):
         rows = [m for m in metrics if m["benchmark"] == benchmark]
         parts += ["", f"## {benchmark}", ""]
+        if len({m["model"] for m in rows}) > 1:
+            parts += [side_by_side(rows), ""]
         for model in sorted({(m["model"], m["mode"]) for m in rows}):
             name = model[0] if model[1] == "budget" else f"{model[0]} ({model[1]})"
             first = next(m for m in rows if (m["model"], m["mode"]) == model)

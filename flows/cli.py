@@ -4,6 +4,7 @@ message (never a traceback) and exit 1."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,38 +36,38 @@ def _load(config: Optional[Path], overrides: list[str], home: Optional[str]) -> 
 
 
 def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -> None:
-    from flows.stages import BUILT
+    from flows.stages import BUILT, plan
     from storage.artifacts import ArtifactStore
 
     store = ArtifactStore(cfg.home)
-    plan = Table("stage", "key", "status")
+    steps = plan(cfg, names)
+    table = Table("stage", "key", "status")
     todo = []
-    for name in names:
-        key = BUILT[name].key(cfg)
+    for label, name, step_cfg in steps:
+        key = BUILT[name].key(step_cfg)
         cached = store.manifest(name, key)
         if cached and name not in refresh:
-            plan.add_row(name, key, f"cached ({cached.rows()} rows)")
+            table.add_row(label, key, f"cached ({cached.rows()} rows)")
         else:
-            todo.append(name)
-            plan.add_row(name, key, "refresh" if name in refresh else "to run")
-    console.print(plan)
+            todo.append((label, name, step_cfg))
+            table.add_row(label, key, "refresh" if name in refresh else "to run")
+    console.print(table)
     if dry_run:
-        _print_jobs(cfg, todo)
+        _print_jobs(todo)
         return
     if not todo:
-        from storage import catalog
-
-        for name in names:  # point the dataset views at the artifacts this config uses
-            catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
-        console.print(f"[green]All {len(names)} stage(s) cached: nothing to run.[/] Artifacts under {store.root}")
+        _register(cfg, names)
+        console.print(f"[green]All {len(steps)} stage(s) cached: nothing to run.[/] Artifacts under {store.root}")
         return
 
     from flows.pipeline import pipeline_flow
 
-    for name in todo:
-        BUILT[name].check(cfg)
+    for _, name, step_cfg in todo:
+        BUILT[name].check(step_cfg)
     started = time.perf_counter()
     manifests = pipeline_flow(cfg, names, refresh)
+    if cfg.variants:
+        _register(cfg, names)  # the variants' stages ran last: the views go back to this config's artifacts
     done = Table("stage", "key", "rows", "path")
     for name, manifest in manifests.items():
         done.add_row(name, manifest.key, str(manifest.rows()), manifest.path)
@@ -74,18 +75,29 @@ def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -
     console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
 
 
-def _print_jobs(cfg: BardConfig, names: list[str]) -> None:
+def _register(cfg: BardConfig, names: list[str]) -> None:
+    """Point the dataset views (`bard query`) at the artifacts of this config."""
+    from flows.stages import BUILT
+    from storage import catalog
+    from storage.artifacts import ArtifactStore
+
+    store = ArtifactStore(cfg.home)
+    for name in names:
+        catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
+
+
+def _print_jobs(todo: list[tuple[str, str, BardConfig]]) -> None:
     """--dry-run: the command each cluster-backed stage would submit, with where and in what environment."""
     from flows.stages import BUILT
     from storage.artifacts import ArtifactStore
     from tasks.ray_job import job_server_address
 
-    for name in names:
-        if getattr(getattr(cfg, name), "backend", None) != "openrlhf":
+    for label, name, cfg in todo:
+        if getattr(getattr(cfg, name, None), "backend", None) != "openrlhf":
             continue
         out = ArtifactStore(cfg.home).artifact_dir(name, BUILT[name].key(cfg))
         where = job_server_address(cfg.ray) or "the local Ray job server"
-        console.print(f"\n# {name}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}", markup=False)
+        console.print(f"\n# {label}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}", markup=False)
         console.print(BUILT[name].openrlhf_command(cfg, out), markup=False, soft_wrap=True, highlight=False)
 
 
@@ -280,6 +292,8 @@ def export_reward_func(
 
 
 def main() -> None:
+    # Prefect's local API would try to send telemetry: bard runs offline, and says nothing it was not asked to.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except BardError as err:

@@ -12,6 +12,7 @@ from flows.grpo import grpo_flow
 from flows.problems import problems_flow
 from flows.report import report_flow
 from flows.sft import sft_flow
+from flows.stages import plan
 from flows.teacher import teacher_flow
 from storage.artifacts import Manifest
 
@@ -21,5 +22,9 @@ STAGE_FLOWS = {"problems": problems_flow, "teacher": teacher_flow, "compress": c
 
 @flow(name="pipeline")
 def pipeline_flow(config: BardConfig, stages: list[str], refresh: list[str] | None = None) -> dict[str, Manifest]:
+    """Stage by stage; with `variants` in the config, each variant's version of a stage runs right after it."""
     refresh = refresh or []
-    return {name: STAGE_FLOWS[name](config, refresh=name in refresh) for name in stages}
+    return {
+        label: STAGE_FLOWS[name].with_options(flow_run_name=label)(cfg, refresh=name in refresh)
+        for label, name, cfg in plan(config, stages)
+    }

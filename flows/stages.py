@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from bard_core.config import BardConfig, variant_config
 from bard_core.errors import BardError
 from tasks import assemble, compress, grpo, problems, report, sft, teacher
 from tasks import eval as evaluation
@@ -12,6 +13,25 @@ ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "
 # Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
 BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble,
                                  "sft": sft, "grpo": grpo, "eval": evaluation, "report": report}
+
+
+# A variant (config `variants`) makes its own data and models; the evaluation and the report are the base config's.
+VARIANT_STAGES = ORDER[: ORDER.index("eval")]
+
+
+def plan(config: BardConfig, names: list[str]) -> list[tuple[str, str, BardConfig]]:
+    """(label, stage, config) of every stage run, in order: each stage for this config, then for each variant
+    whose artifact of that stage differs (label `grpo@additive`); a variant that leaves a stage unchanged shares
+    this config's artifact, so it is listed once."""
+    configs = [("", config)] + [(f"@{name}", variant_config(config, name)) for name in config.variants]
+    steps, seen = [], set()
+    for name in names:
+        for suffix, cfg in configs if name in VARIANT_STAGES else configs[:1]:
+            key = BUILT[name].key(cfg)
+            if key not in seen:
+                seen.add(key)
+                steps.append((name + suffix, name, cfg))
+    return steps
 
 
 def select(stages: str | None = None, start: str | None = None) -> list[str]:

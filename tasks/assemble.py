@@ -268,12 +268,13 @@ def _rl_prompts(con, config: BardConfig, kept: list[dict], plan: pa.Table) -> tu
         coverage = length_coverage([n for (n,) in lengths], config.budget_sampling)
     split = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("split").to_pylist()))
     order = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("order_key").to_pylist()))
+    sampling = config.budget_sampling.model_copy(update={"holdout": []}) if cfg.rl_includes_holdout else config.budget_sampling
     rows, unscorable = [], []
     for p in sorted(kept, key=lambda p: (split[p["uid"]], order[p["uid"]], p["uid"])):
         if not gold_is_parseable(p["answer"], p["choices"]):
             unscorable.append(p["uid"])
             continue
-        budgets = sample_budgets(config.budget_sampling, p["uid"], count=cfg.rl_budgets_per_problem, coverage=coverage)
+        budgets = sample_budgets(sampling, p["uid"], count=cfg.rl_budgets_per_problem, coverage=coverage)
         for budget in budgets:
             rows.append({
                 "uid": f"{p['uid']}/b{budget}", "problem_uid": p["uid"],

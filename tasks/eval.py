@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 from pathlib import Path
+from types import ModuleType
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +22,7 @@ from pydantic import TypeAdapter
 
 from bard_core import contracts
 from bard_core import evaluate as stage
-from bard_core.config import BardConfig, EvalModel
+from bard_core.config import BardConfig, EvalModel, variant_config
 from bard_core.errors import BardError
 from bard_core.generation import GenerationBackendConfig
 from bard_core.metrics import budget_metrics, length_correlation
@@ -49,9 +50,19 @@ def key_config(config: BardConfig) -> dict:
 def inputs(config: BardConfig) -> dict[str, str]:
     found = {"problems": problems.key(config)}
     for m in config.eval.models:
-        if m.model in TRAINED:
-            found[m.model] = TRAINED[m.model].key(config)
+        if trained(config, m.model):
+            module, source = trained(config, m.model)
+            found[m.model] = module.key(source)
     return found
+
+
+def trained(config: BardConfig, spec: str | None) -> tuple[ModuleType, BardConfig] | None:
+    """`sft`, `grpo`, `grpo@V` -> the stage that trains that model and the config (or variant) it trains with;
+    None for a model directory or an engine of its own."""
+    stage_name, _, variant = (spec or "").partition("@")
+    if stage_name not in TRAINED:
+        return None
+    return TRAINED[stage_name], variant_config(config, variant) if variant else config
 
 
 def key(config: BardConfig) -> str:
@@ -60,17 +71,26 @@ def key(config: BardConfig) -> str:
 
 def check(config: BardConfig) -> None:
     for m in config.eval.models:
-        if m.model not in TRAINED and not Path(m.model).is_dir():
+        if m.model and not trained(config, m.model) and not Path(m.model).is_dir():
             raise BardError(f"eval.models[{m.name}].model: {m.model} is neither sft, grpo nor a model directory")
 
 
+def engine_config(config: BardConfig, model: EvalModel, model_dir: str) -> GenerationBackendConfig:
+    spec = model.generation if model.generation is not None else {**config.eval.generation, "model": model_dir}
+    return TypeAdapter(GenerationBackendConfig).validate_python(spec)
+
+
 def model_dir(config: BardConfig, model: EvalModel) -> str:
-    if model.model not in TRAINED:
+    """Where the model's weights are (for an engine of its own: the engine's model name)."""
+    if model.generation is not None:
+        return engine_config(config, model, "").model
+    if not trained(config, model.model):
         return model.model
-    manifest = ArtifactStore(config.home).manifest(model.model, TRAINED[model.model].key(config))
+    module, source = trained(config, model.model)
+    manifest = ArtifactStore(config.home).manifest(module.NAME, module.key(source))
     if manifest is None:
         raise BardError(f"eval: model {model.name} is the {model.model} artifact of this config, not built yet: "
-                        f"run `bard run --from {model.model}`")  # fmt: skip
+                        f"run `bard run --from {module.NAME}`")  # fmt: skip
     return str(Path(manifest.path) / "model")
 
 
@@ -113,7 +133,7 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         counts = {}
         for m, model in enumerate(cfg.models):  # model m writes shards m*S .. m*S + S-1 of eval_samples
             slices = [dataclasses.replace(s, index=s.index + m * shards) for s in base]
-            engine = TypeAdapter(GenerationBackendConfig).validate_python({**cfg.generation, "model": dirs[model.name]})
+            engine = engine_config(config, model, dirs[model.name])
             work = functools.partial(stage.sample, config=config, model=model, model_dir=dirs[model.name])
             counts[model.name] = run_generation(
                 f"{NAME} {model.name}", engine, slices, work, contracts.EVAL_SAMPLES, path, "eval_samples",

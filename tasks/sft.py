@@ -83,7 +83,7 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
     from bard_core.training import openrlhf
     from tasks.ray_job import run_openrlhf
 
-    rows = openrlhf.write_sft_data(files, path / "openrlhf" / "sft.parquet")
+    rows = openrlhf.write_sft_data(files, path / "openrlhf" / "sft.parquet", config.sft.kinds)
     if config.student.model is None:
         from bard_core.student import load_model, load_tokenizer
 

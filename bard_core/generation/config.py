@@ -98,10 +98,11 @@ class VLLMBackendConfig(Section):
 class ScriptedBackendConfig(Section):
     """The demo domain's deterministic engines (`bard_core/arithmetic.py`): a teacher writing verbose,
     self-checking worked solutions, and a compressor returning the most detailed tier of a solution that fits
-    the budget asked for. No model: instant, and exactly reproducible from each request's seed."""
+    the budget asked for, and that compressor's reference answer to a student's prompt (see scripted_backend.py).
+    No model: instant, and exactly reproducible from each request's seed."""
 
     backend: Literal["scripted"]
-    role: Literal["teacher", "compressor"]
+    role: Literal["teacher", "compressor", "reference"]
     model: str = Field(
         "scripted-arithmetic-1", description="the `model` column of its rows; part of the artifact key, so the version "
         "in the default changes whenever the scripts do"
@@ -116,8 +117,8 @@ class ScriptedBackendConfig(Section):
 
     @model_validator(mode="after")
     def _compressor_counts(self) -> "ScriptedBackendConfig":
-        if self.role == "compressor" and not self.tokenizer:
-            raise ValueError("a scripted compressor needs `tokenizer` to fit rewrites to the budget")
+        if self.role in ("compressor", "reference") and not self.tokenizer:
+            raise ValueError(f"a scripted {self.role} needs `tokenizer` to fit rewrites to the budget")
         return self
 
 

@@ -6,6 +6,9 @@ following their contracts on the arithmetic domain (`bard_core/arithmetic.py`).
 - compressor: the user turn holds the question, the reasoning (after "Reasoning:", up to a blank line, as the
   default compression template writes it) and "at most N tokens"; the reply is the most detailed tier of that
   reasoning whose thinking fits N tokens, and at `overshoot_rate` one tier more detailed (over the budget).
+- reference: the user turn is a student's prompt, a question with "at most N tokens"; the reply is what the
+  compressor makes of a correct solution for N, never overshooting: the floor of a distilled student's error
+  |L - B| / B (the tiers do not fill every budget), evaluated beside the student.
 
 Each sample draws from its own seed, so a resumed run writes the same rows.
 """
@@ -42,7 +45,9 @@ class ScriptedBackend:
             user = request.prompt if request.prompt is not None else request.messages[-1]["content"]
             rng = random.Random(seed)
             try:
-                text = self._teacher(user, rng) if self.config.role == "teacher" else self._compressor(user, rng)
+                text = {"teacher": self._teacher, "compressor": self._compressor, "reference": self._reference}[
+                    self.config.role
+                ](user, rng)
             except ValueError as err:
                 raise GenerationError(f"request {request.uid!r}: the scripted {self.config.role}: {err}") from None
             tokens = self.count(text)
@@ -69,12 +74,23 @@ class ScriptedBackend:
         answer = arithmetic.final_answer(lines)
         if answer is None:
             raise ValueError("the reasoning has no step to take the answer from")
-        budget = int(budget[-1])
         tiers = [arithmetic.tier(lines, name) for name in arithmetic.TIERS]
-        fits = next(i for i, t in enumerate(tiers) if i == len(tiers) - 1 or self.count(_thinking(t)) <= budget)
+        fits = self._most_detailed_fit(tiers, int(budget[-1]))
         if fits > 0 and rng.random() < self.config.overshoot_rate:
             fits -= 1
         return arithmetic.completion(tiers[fits], answer)
+
+    def _reference(self, user: str, rng: random.Random) -> str:
+        budget = BUDGET.findall(user)
+        if not budget:
+            raise ValueError("expected the budget as 'at most N tokens'")
+        lines = arithmetic.worked_lines(arithmetic.parse_question(user), rng, slip_rate=0.0)
+        tiers = [arithmetic.tier(lines, name) for name in arithmetic.TIERS]
+        return arithmetic.completion(tiers[self._most_detailed_fit(tiers, int(budget[-1]))], arithmetic.final_answer(lines))
+
+    def _most_detailed_fit(self, tiers: list[list[str]], budget: int) -> int:
+        """The first tier (most detailed first) whose thinking fits the budget; the last (the answer alone) if none."""
+        return next(i for i, t in enumerate(tiers) if i == len(tiers) - 1 or self.count(_thinking(t)) <= budget)
 
 
 def _thinking(lines: list[str]) -> str:

@@ -119,15 +119,17 @@ def grpo_entrypoint(config: BardConfig, model_dir: str, prompts: str, reward_fil
     return shlex.join(["python3", "-m", GRPO_MODULE, *grpo_args(config, model_dir, prompts, reward_file, out)])
 
 
-def write_sft_data(files: list[str], path: Path) -> int:
-    """The train split of `sft_dataset` as OpenRLHF reads it (chat messages in `prompt` and `completion`)."""
+def write_sft_data(files: list[str], path: Path, kinds: list[str]) -> int:
+    """The train rows of `sft_dataset` of these kinds as OpenRLHF reads them (chat messages in `prompt` and
+    `completion`)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    table = ds.dataset(files, format="parquet").to_table(columns=["prompt", "completion"], filter=pc.field("split") == "train")
+    wanted = (pc.field("split") == "train") & pc.field("kind").isin(kinds)
+    table = ds.dataset(files, format="parquet").to_table(columns=["prompt", "completion"], filter=wanted)
     if table.num_rows == 0:
-        raise BardError(f"sft: no train rows in {files[0] if files else 'sft_dataset'} (column split)")
+        raise BardError(f"sft: no train rows of kind {kinds} in {files[0] if files else 'sft_dataset'} (columns split, kind)")
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return table.num_rows

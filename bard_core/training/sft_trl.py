@@ -35,13 +35,17 @@ class TRLSFTRecipe:
         self.tokenizer = load_tokenizer(self.config.student)
         self.model = load_model(self.config.student, self.tokenizer)
         data = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
-        data = data.filter(lambda split: split == "train", input_columns="split").select_columns(["prompt", "completion"])
+        kinds = set(cfg.kinds)
+        data = data.filter(lambda split, kind: split == "train" and kind in kinds, input_columns=["split", "kind"])
+        if len(data) == 0:
+            raise ValueError(f"sft: no train rows of kind {cfg.kinds} in {self.data_files[0]} (columns split, kind)")
+        data = data.select_columns(["prompt", "completion"])
         args = SFTConfig(
             output_dir=str(self.out / "_parts" / "checkpoints"),
             learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
             per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
-            lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay, save_strategy="steps",
+            lr_scheduler_type=cfg.lr_scheduler, lr_scheduler_kwargs=cfg.lr_scheduler_kwargs, weight_decay=cfg.weight_decay, save_strategy="steps",
             save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
             report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, gradient_checkpointing=cfg.gradient_checkpointing,
             use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),

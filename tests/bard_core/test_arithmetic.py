@@ -66,6 +66,10 @@ def test_the_committed_tokenizer_is_the_generated_one_and_digits_are_tokens():
     raw = Tokenizer.from_file(TOKENIZER)
     encoded = raw.encode(text)
     assert "<unk>" not in encoded.tokens and raw.decode(encoded.ids) == text, "exact round trip"
+    from bard_core.budget import add_budget
+
+    prompt = raw.encode(add_budget(p.question, 32, BudgetConfig()))
+    assert "<unk>" not in prompt.tokens, prompt.tokens
 
 
 def requests(user: str, seeds=range(1)):
@@ -105,3 +109,22 @@ def test_scripted_compressor_returns_the_most_detailed_tier_that_fits():
     user = fill(DEFAULT_COMPRESS_TEMPLATE, question="Compute 43 + 9 - 6 + 9 .", reasoning=reasoning, budget=lengths[2])
     used = [count_budget_tokens([c.text], tok, config)[0] for c in sloppy.generate(requests(user, seeds=range(40)))]
     assert set(used) == {lengths[1], lengths[2]}, "sometimes one tier too detailed: over the budget"
+
+
+def test_scripted_reference_answers_a_student_prompt_with_the_tier_that_fits():
+    from bard_core.budget import add_budget
+
+    config = BudgetConfig()
+    tok = cached_tokenizer(TOKENIZER)
+    reference = make_backend(ScriptedBackendConfig(backend="scripted", role="reference", tokenizer=TOKENIZER))
+    for budget in (4, 12, 30, 200):
+        prompt = add_budget("Compute 43 + 9 - 6 + 9 .", budget, config)
+        used = []
+        for c in reference.generate(requests(prompt, seeds=range(10))):
+            assert grade(c.text, "55", budget_cfg=config, verify_cfg=VerifyConfig()).correct is True, "never a slip"
+            used.append(count_budget_tokens([c.text], tok, config)[0])
+        assert max(used) <= max(budget, min(used)), "within the budget unless the answer alone is longer"
+        if budget == 200:
+            assert min(used) > 30, "a large budget gets the most detailed tier"
+    with pytest.raises(Exception, match="at most N tokens"):
+        reference.generate(requests("Compute 43 + 9 - 6 + 9 ."))

@@ -69,3 +69,45 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(write(tmp_path, "problems: [unclosed\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_extends_merges_sections_key_by_key_and_replaces_lists(tmp_path):
+    (tmp_path / "base.yaml").write_text("sft:\n  learning_rate: 0.5\n  epochs: 3\neval:\n  budgets: [8, 16]\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../base.yaml\nsft:\n  epochs: 1\neval:\n  budgets: [32]\n")
+    cfg = load_config(child)
+    assert (cfg.sft.learning_rate, cfg.sft.epochs, cfg.eval.budgets) == (0.5, 1, [32])
+    (tmp_path / "base.yaml").write_text("extends: sub/child.yaml\n")
+    with pytest.raises(ConfigError, match="circle"):
+        load_config(child)
+    child.write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing.yaml \(extended by"):
+        load_config(child)
+
+
+def test_the_ablation_profile_extends_the_demo():
+    demo, ablations = load_config(), load_config(DEFAULT_CONFIG.with_name("demo-ablations.yaml"))
+    assert ablations.sft == demo.sft and ablations.problems == demo.problems
+    assert ablations.variants and {m.model for m in ablations.eval.models} >= {"sft", "grpo"}
+
+
+def test_a_variant_is_the_config_with_its_overrides():
+    from bard_core.config import variant_config
+    from tasks import assemble, grpo, sft
+
+    cfg = load_config(None, ["variants={additive: {reward.combine: additive}, standard: {sft.kinds: [standard]}}",
+                             "eval.models=[{name: a, model: grpo@additive}, {name: s, model: sft@standard}]"])  # fmt: skip
+    additive, standard = variant_config(cfg, "additive"), variant_config(cfg, "standard")
+    assert additive.reward.combine == "additive" and additive.sft == cfg.sft and not additive.variants
+    assert sft.key(additive) == sft.key(cfg) and grpo.key(additive) != grpo.key(cfg), "only what it changes differs"
+    assert assemble.key(standard) == assemble.key(cfg) and sft.key(standard) != sft.key(cfg)
+    for bad, message in [
+        ("variants={a: {eval.limit: 3}}", "eval belongs to the base config"),
+        ("variants={a: {reward.combine: mult}}", "variants.a.*reward.combine"),
+        ("variants={'a b': {}}", "letters, digits"),
+        ("eval.models=[{name: a, model: grpo@x}]", "grpo@x.*none defined"),
+        ("eval.models=[{name: a}]", "give `model` or `generation`"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [bad])

@@ -9,7 +9,7 @@ from tests.conftest import BARD, ROOT
 
 SMOKE = [
     "problems.sources=[{kind: arithmetic, size: 300, seed: 0, split: train}, {kind: arithmetic, size: 30, seed: 1, split: test}]",
-    "sft.epochs=1", "sft.max_steps=12", "sft.batch_size=16", "sft.num_threads=1",
+    "sft.epochs=1", "sft.max_steps=12", "sft.lr_scheduler_kwargs={num_decay_steps: 4}", "sft.batch_size=16", "sft.num_threads=1",
     "grpo.max_steps=2", "grpo.prompts_per_step=2", "grpo.num_generations=4", "grpo.num_threads=1",
     "eval.budgets=[8, 24, 64]", "eval.limit=10", "eval.generation={backend: hf, num_threads: 1, batch_size: 32}",
 ]  # fmt: skip
@@ -34,8 +34,12 @@ def test_the_demo_profile_runs_every_stage(tmp_path):
     assert sft["budget"] > 0 and sft["std"] > 0
     cells = query("select model, budget, count(*) as n from eval_samples group by all order by all")
     assert [(c["model"], c["budget"], c["n"]) for c in cells] == [
-        (m, b, 10) for m in ("grpo", "sft") for b in (8, 24, 64)
+        (m, b, 10) for m in ("grpo", "reference", "sft") for b in (8, 24, 64)
     ]
+    (floor,) = query("select max(thinking_tokens - budget) as over, avg(correct::int) as ok from eval_samples "
+                     "where model = 'reference' and budget >= 24")  # fmt: skip
+    assert floor["over"] <= 0 and floor["ok"] == 1.0, "the reference rewrite fits and is right"
     report = next(home.glob("artifacts/report/*/report.md")).read_text()
     assert "## arithmetic" in report and "## Compression audit" in report
+    assert "| budget | reference: pass@1 | L > B | rel. error | sft: pass@1" in report, "the models side by side"
     assert len(list(Path(next(home.glob("artifacts/report/*"))).glob("plots/*.png"))) == 4

@@ -139,3 +139,20 @@ def test_outputs_load_in_datasets_trl_and_openrlhf(built, tiny_model, tmp_path):
     assert out["rewards"] == 1.0 and json.loads(row["label"])["budget"] == row["budget"]
     assert run_query(config.home, "select count(*) from rl_prompts").column(0)[0].as_py() == len(rl)
     assert run_query(config.home, "select sum(rows) from assemble_stats").column(0)[0].as_py() == len(sft)
+
+
+def test_rl_prompts_take_the_held_out_budgets_only_when_asked(built, tmp_path):
+    config, _ = built
+    held_out = list(range(10, 150))  # most of [10, 200]: a draw lands in it nearly always when allowed
+    budgets = {}
+    for include in (False, True):
+        variant = config.model_copy(update={
+            "home": str(tmp_path / str(include)),
+            "budget_sampling": config.budget_sampling.model_copy(update={"holdout": held_out}),
+            "assemble": config.assemble.model_copy(update={"rl_includes_holdout": include}),
+        })  # fmt: skip
+        problems.build(variant)
+        write_upstream(variant, samples=3, budgets=3, words=80)
+        budgets[include] = {r["budget"] for r in table(assemble.build(variant), "rl_prompts").to_pylist()}
+    assert budgets[False] and not budgets[False] & set(held_out)
+    assert budgets[True] & set(held_out)

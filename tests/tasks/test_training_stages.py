@@ -145,3 +145,25 @@ def test_grpo_killed_midway_resumes_to_the_same_steps(trained, tmp_path):
     for a, b in zip(resumed["per_step"], uninterrupted["per_step"]):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6), a["step"]
         assert a["bard/thinking_tokens"] == pytest.approx(b["bard/thinking_tokens"], abs=1e-6), a["step"]
+
+
+def test_sft_trains_on_the_kinds_asked_for(trained):
+    """`sft.kinds: [standard]` makes the standard distilled model (the ablation's start): only full chains."""
+    import duckdb
+
+    from bard_core.training.sft_trl import TRLSFTRecipe
+
+    config_path, manifest = trained
+    config = load_config(config_path, ["sft.kinds=[standard]"], home=str(Path(manifest.path).parents[2]))
+    files = assemble_files(config)
+    recipe = TRLSFTRecipe(config, files, Path(manifest.path).parent / "kinds-probe")
+    recipe.setup()
+    counts = dict(duckdb.sql(f"select kind, count(*) from read_parquet({files!r}) where split = 'train' group by kind").fetchall())
+    assert counts["budget"] > 0 and len(recipe.trainer.train_dataset) == counts["standard"]
+    recipe.cleanup()
+
+
+def assemble_files(config) -> list[str]:
+    from storage.artifacts import ArtifactStore
+
+    return ArtifactStore(config.home).manifest("assemble", assemble.key(config)).files("sft_dataset")
