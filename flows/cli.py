@@ -73,6 +73,8 @@ def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -
         done.add_row(name, manifest.key, str(manifest.rows()), manifest.path)
     console.print(done)
     console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
+    if "report" in manifests:
+        console.print(f"The report: {manifests['report'].stats['report']}")
 
 
 def _register(cfg: BardConfig, names: list[str]) -> None:

@@ -148,7 +148,12 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
             "eval_metrics": write_table(path, "eval_metrics", pa.Table.from_pylist(metrics), 100_000),
             "eval_correlation": write_table(path, "eval_correlation", pa.Table.from_pylist(correlation), 100_000),
         }
-        return tables, {"models": dirs, "problems": chosen.num_rows, "samples": samples.num_rows,
+        variants = {}  # what each variant's model is, for the report
+        for m in cfg.models:
+            if m.model and "@" in m.model:
+                overrides = config.variants[m.model.split("@")[1]]
+                variants[m.name] = f"{m.model} = this config with " + ", ".join(f"{k}: {v}" for k, v in overrides.items())
+        return tables, {"models": dirs, "variants": variants, "problems": chosen.num_rows, "samples": samples.num_rows,
                         "correlation": correlation, "generation": counts}  # fmt: skip
 
     return build_artifact(config, NAME, stage.VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)

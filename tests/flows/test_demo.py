@@ -5,6 +5,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import BARD, ROOT
 
 SMOKE = [
@@ -15,17 +17,32 @@ SMOKE = [
 ]  # fmt: skip
 
 
-def test_the_demo_profile_runs_every_stage(tmp_path):
-    home = tmp_path / "home"
+def bard_run(home: Path, *options: str) -> str:
     sets = [arg for item in SMOKE for arg in ("--set", item)]
-    run = subprocess.run([BARD, "run", "--home", str(home), *sets], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    run = subprocess.run([BARD, "run", "--home", str(home), *options, *sets], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for stage in ("problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"):
-        assert list(home.glob(f"artifacts/{stage}/*/manifest.json")), stage
+    return run.stdout
 
+
+def querier(home: Path):
     def query(sql: str) -> list[dict]:
         out = subprocess.run([BARD, "query", sql, "-f", "json", "--home", str(home)], capture_output=True, text=True, check=True)
         return [json.loads(line) for line in out.stdout.splitlines()]
+
+    return query
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("demo") / "home"
+    bard_run(home)
+    return home
+
+
+def test_the_demo_profile_runs_every_stage(demo_home):
+    home, query = demo_home, querier(demo_home)
+    for stage in ("problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"):
+        assert list(home.glob(f"artifacts/{stage}/*/manifest.json")), stage
 
     (teacher,) = query("select count(*) as n, avg(correct::int) as ok from teacher_samples")
     assert teacher["n"] == 300 and 0.85 < teacher["ok"] < 1.0, "verified, with the scripted slips caught"
@@ -43,3 +60,21 @@ def test_the_demo_profile_runs_every_stage(tmp_path):
     assert "## arithmetic" in report and "## Compression audit" in report
     assert "| budget | reference: pass@1 | L > B | rel. error | sft: pass@1" in report, "the models side by side"
     assert len(list(Path(next(home.glob("artifacts/report/*"))).glob("plots/*.png"))) == 4
+
+
+def test_the_ablation_profile_adds_only_its_variants_and_sets_all_side_by_side(demo_home):
+    """On the demo's home: the variants' stages run, the demo's artifacts are reused, one report has them all."""
+    before = {p.parent.name for p in demo_home.glob("artifacts/*/*/manifest.json")}
+    out = bard_run(demo_home, "--config", "configs/demo-ablations.yaml")
+    made = {p.parent.parent.name for p in demo_home.glob("artifacts/*/*/manifest.json") if p.parent.name not in before}
+    assert made == {"assemble", "sft", "grpo", "eval", "report"}, "problems, teacher and compress are shared"
+    assert len(list(demo_home.glob("artifacts/grpo/*/manifest.json"))) == 4, "the demo's, and three variants'"
+    assert "grpo@additive" in out and "The report:" in out
+    query = querier(demo_home)
+    (standard,) = query("select count(*) as n from eval_samples where model = 'standard-truncated' and completion like '%</think>%'")
+    assert standard["n"] == 30, "the truncation baseline of the standard model, every sample closed"
+    models = {r["model"] for r in query("select distinct model from eval_samples")}
+    assert models == {"reference", "sft", "grpo", "grpo-multiplicative", "grpo-additive", "standard-truncated",
+                      "grpo-without-budget-sft"}  # fmt: skip
+    report = max(demo_home.glob("artifacts/report/*/report.md"), key=lambda p: p.stat().st_mtime).read_text()
+    assert "grpo-additive: pass@1" in report and "grpo@additive = this config with reward.combine: additive" in report
