@@ -28,9 +28,9 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]
 
 
 def side_by_side(rows: Sequence[dict]) -> str:
-    """One line per budget, each model's accuracy, over-budget rate and relative error across (models in the
-    order of eval.models)."""
-    models = list(dict.fromkeys(m["model"] for m in rows))
+    """One line per budget, each model's accuracy, over-budget rate and relative error across (models in
+    name order)."""
+    models = sorted({m["model"] for m in rows})
     cells = {(m["model"], m["budget"]): m for m in rows}
     lines = ["| budget | " + " | ".join(f"{name}: pass@1 | L > B | rel. error" for name in models) + " |",
              "|---|" + "---|---|---|" * len(models)]  # fmt: skip

@@ -61,6 +61,6 @@ def kill_9_when(cmd: list[str], ready, timeout_s: float = 240.0) -> None:
     while not ready():
         assert proc.poll() is None, "the command finished before it could be killed"
         assert time.monotonic() < deadline, f"not ready within {timeout_s} s"
-        time.sleep(0.05)
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -58,7 +58,7 @@ def test_the_demo_profile_runs_every_stage(demo_home):
     assert floor["over"] <= 0 and floor["ok"] == 1.0, "the reference rewrite fits and is right"
     report = next(home.glob("artifacts/report/*/report.md")).read_text()
     assert "## arithmetic" in report and "## Compression audit" in report
-    assert "| budget | reference: pass@1 | L > B | rel. error | sft: pass@1" in report, "the models side by side"
+    assert "| budget | grpo: pass@1 | L > B | rel. error | reference: pass@1 | L > B | rel. error | sft: pass@1" in report
     assert len(list(Path(next(home.glob("artifacts/report/*"))).glob("plots/*.png"))) == 4
 
 

@@ -73,13 +73,14 @@ def test_kill_9_midway_then_resume_gives_the_same_loss_curve(trained, tmp_path):
     home = tmp_path / "killed"
     upstream(config_path, home)
     cmd = [BARD, "stage", "sft", "--config", str(config_path), "--home", str(home)]
-    kill_9_when(cmd, lambda: bool(list(home.glob("artifacts/sft/*/_parts/checkpoints/checkpoint-8/trainer_state.json"))))
+    # 16 steps of this model take ~0.4 s: kill at the first checkpoint, so some are still to come
+    kill_9_when(cmd, lambda: bool(list(home.glob("artifacts/sft/*/_parts/checkpoints/checkpoint-4/trainer_state.json"))))
     assert not list(home.glob("artifacts/sft/*/manifest.json"))
 
     rerun = sft.build(load_config(config_path, home=str(home)))
     resumed = json.loads((Path(rerun.path) / "metrics.json").read_text())
     fresh = json.loads((Path(uninterrupted.path) / "metrics.json").read_text())
-    assert resumed["resumed_from"] in ("checkpoint-8", "checkpoint-12")
+    assert resumed["resumed_from"] in ("checkpoint-4", "checkpoint-8", "checkpoint-12")
     assert [p["step"] for p in resumed["loss_curve"]] == [p["step"] for p in fresh["loss_curve"]] == list(range(1, 17))
     for a, b in zip(resumed["loss_curve"], fresh["loss_curve"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
