@@ -50,8 +50,8 @@ def key_config(config: BardConfig) -> dict:
 def inputs(config: BardConfig) -> dict[str, str]:
     found = {"problems": problems.key(config)}
     for m in config.eval.models:
-        if trained(config, m.model):
-            module, source = trained(config, m.model)
+        if made := trained(config, m.model):
+            module, source = made
             found[m.model] = module.key(source)
     return found
 
@@ -84,9 +84,10 @@ def model_dir(config: BardConfig, model: EvalModel) -> str:
     """Where the model's weights are (for an engine of its own: the engine's model name)."""
     if model.generation is not None:
         return engine_config(config, model, "").model
-    if not trained(config, model.model):
+    made = trained(config, model.model)
+    if made is None:
         return model.model
-    module, source = trained(config, model.model)
+    module, source = made
     manifest = ArtifactStore(config.home).manifest(module.NAME, module.key(source))
     if manifest is None:
         raise BardError(f"eval: model {model.name} is the {model.model} artifact of this config, not built yet: "
