@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -489,6 +489,18 @@ class EvalConfig(Section):
 # ---------------------------------------------------------------- the whole pipeline
 
 
+Stage = Literal["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
+STAGES: tuple[str, ...] = get_args(Stage)  # in pipeline order
+
+
+class StageResources(Section):
+    """What one unit of a stage's work asks Ray for: a problems shard, a generation engine actor, a training task.
+    Unset values keep the stage's own default (1 CPU; a GPU where the backend or the cluster has one)."""
+
+    num_cpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(None, ge=0)
+
+
 class RayConfig(Section):
     address: str | None = Field(None, description="attach to a cluster; default RAY_ADDRESS, else a local ray.init")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default: all")
@@ -500,11 +512,36 @@ class RayConfig(Section):
         {}, description="Ray runtime env of submitted jobs (pip, env_vars, ...); bard adds the tokenizer env var"
     )
     job_poll_s: float = Field(5.0, gt=0, description="how often a submitted job's status and logs are read")
+    resources: dict[str, StageResources] = Field(
+        {}, description="per stage (problems, teacher, compress, eval, sft, grpo): CPUs and GPUs of each unit of work; "
+        "how many engine actors run side by side is the stage's own `workers`",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> "RayConfig":
+        unknown = sorted(set(self.resources) - set(STAGES))
+        if unknown:
+            raise ValueError(f"resources: unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+        return self
+
+    def for_stage(self, stage: str, **defaults: float) -> dict[str, float]:
+        """Ray resource options of one unit of `stage`'s work: the configured values over the stage's defaults."""
+        given = self.resources.get(stage, StageResources()).model_dump(exclude_none=True)
+        return {**defaults, **given}
+
+
+class OrchestrationConfig(Section):
+    """How Prefect runs the stages. A stage that fails for a reason other than bad input (a crashed worker, a lost
+    node, a network error past the backend's own retries) is retried: it resumes from what it had committed."""
+
+    retries: int = Field(1, ge=0, description="retries of a stage after a transient failure (never after bad input)")
+    retry_delay_s: float = Field(10.0, ge=0, description="wait before each retry")
 
 
 class BardConfig(Section):
     home: str = Field(default_factory=lambda: os.environ.get("BARD_HOME", ".bard"))
     ray: RayConfig = RayConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
     lock_timeout_s: float = Field(600.0, ge=0, description="how long a stage waits for another writer's lock")
     problems: ProblemsConfig = ProblemsConfig()
     budget: BudgetConfig = BudgetConfig()

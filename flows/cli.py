@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bard_core.config import BardConfig, dump_config, load_config
+from bard_core.config import DEFAULT_CONFIG, BardConfig, dump_config, load_config
 from bard_core.errors import BardError
 
 app = typer.Typer(help="bard: Budget-Aware Reasoning Distillation pipeline.", no_args_is_help=True)
@@ -35,22 +35,26 @@ def _load(config: Optional[Path], overrides: list[str], home: Optional[str]) -> 
     return load_config(config, overrides, home)
 
 
-def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -> None:
-    from flows.stages import BUILT, plan
+def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[str], refresh: list[str],
+         dry_run: bool) -> None:
+    """Show the plan (each stage's key and whether it is finished), then run the pipeline flow on it.
+    `source` is the profile and overrides `cfg` was loaded from: the flow loads them again, as a served run does."""
+    from flows.stages import BUILT, plan, refreshed
     from storage.artifacts import ArtifactStore
 
     store = ArtifactStore(cfg.home)
     steps = plan(cfg, names)
+    recompute = refreshed(names, refresh)
     table = Table("stage", "key", "status")
     todo = []
     for label, name, step_cfg in steps:
         key = BUILT[name].key(step_cfg)
         cached = store.manifest(name, key)
-        if cached and name not in refresh:
+        if cached and name not in recompute:
             table.add_row(label, key, f"cached ({cached.rows()} rows)")
         else:
             todo.append((label, name, step_cfg))
-            table.add_row(label, key, "refresh" if name in refresh else "to run")
+            table.add_row(label, key, "refresh" if name in recompute else "to run")
     console.print(table)
     if dry_run:
         _print_jobs(todo)
@@ -65,9 +69,9 @@ def _run(cfg: BardConfig, names: list[str], refresh: list[str], dry_run: bool) -
     for _, name, step_cfg in todo:
         BUILT[name].check(step_cfg)
     started = time.perf_counter()
-    manifests = pipeline_flow(cfg, names, refresh)
-    if cfg.variants:
-        _register(cfg, names)  # the variants' stages ran last: the views go back to this config's artifacts
+    profile, overrides = source
+    manifests = pipeline_flow(config=str(profile or DEFAULT_CONFIG), overrides=overrides, stages=names, refresh=refresh,
+                              home=cfg.home)  # fmt: skip
     done = Table("stage", "key", "rows", "path")
     for name, manifest in manifests.items():
         done.add_row(name, manifest.key, str(manifest.rows()), manifest.path)
@@ -117,13 +121,12 @@ def run(
     from flows import stages as registry
 
     cfg = _load(config, overrides, home)
-    names = registry.select(stages, start)
-    if not stages and not start:
-        names, stopped = registry.default_stages(cfg)
-        if stopped:
-            console.print(f"[yellow]{stopped}[/]")
-    refreshed = {n for r in refresh for n in registry.after(r)}
-    _run(cfg, names, [n for n in names if n in refreshed], dry_run)
+    names, stopped = registry.resolve(cfg, stages, start)
+    if stopped:
+        console.print(f"[yellow]{stopped}[/]")
+    for r in refresh:
+        registry.after(r)  # an unknown stage name fails here, before anything runs
+    _run(cfg, (config, overrides), names, refresh, dry_run)
 
 
 @app.command()
@@ -140,7 +143,7 @@ def stage(
 
     cfg = _load(config, overrides, home)
     names = registry.select(name)
-    _run(cfg, names, names if refresh else [], dry_run)
+    _run(cfg, (config, overrides), names, names if refresh else [], dry_run)
 
 
 @config_app.command("show")
@@ -296,6 +299,9 @@ def export_reward_func(
 def main() -> None:
     # Prefect's local API would try to send telemetry: bard runs offline, and says nothing it was not asked to.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # bard's own log lines (where artifacts and reports are, what was reused) go where Prefect's go: the terminal
+    # and, inside a flow run, the run's logs in the UI. Read when Prefect is first imported, so set it before.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "bard")
     try:
         app()
     except BardError as err:

@@ -1,10 +1,15 @@
-"""The pipeline flow: the selected stages in order, each as a subflow; finished artifacts are reused."""
+"""The pipeline flow: the selected stages in order, each as a subflow. A stage whose artifact is finished is not
+run at all, so a retried flow run (from the CLI or the Prefect UI) runs only the failed stage and what follows it.
+
+Its parameters are what a user types, not a config object: a profile path, `--set`-style overrides and stage
+names. They appear as a form in the Prefect UI (stage names as choices) and the deployments pass them."""
 
 from __future__ import annotations
 
+import logging
 from prefect import flow
 
-from bard_core.config import BardConfig
+from bard_core.config import Stage, load_config
 from flows.assemble import assemble_flow
 from flows.compress import compress_flow
 from flows.eval import eval_flow
@@ -12,19 +17,54 @@ from flows.grpo import grpo_flow
 from flows.problems import problems_flow
 from flows.report import report_flow
 from flows.sft import sft_flow
-from flows.stages import plan
+from flows.stages import BUILT, plan, refreshed, resolve
 from flows.teacher import teacher_flow
-from storage.artifacts import Manifest
+from storage import catalog
+from storage.artifacts import ArtifactStore, Manifest
+
+log = logging.getLogger("bard")
 
 STAGE_FLOWS = {"problems": problems_flow, "teacher": teacher_flow, "compress": compress_flow, "assemble": assemble_flow,
                "sft": sft_flow, "grpo": grpo_flow, "eval": eval_flow, "report": report_flow}
 
 
-@flow(name="pipeline")
-def pipeline_flow(config: BardConfig, stages: list[str], refresh: list[str] | None = None) -> dict[str, Manifest]:
-    """Stage by stage; with `variants` in the config, each variant's version of a stage runs right after it."""
-    refresh = refresh or []
-    return {
-        label: STAGE_FLOWS[name].with_options(flow_run_name=label)(cfg, refresh=name in refresh)
-        for label, name, cfg in plan(config, stages)
-    }
+@flow(name="pipeline", description="BARD: problems → teacher → compress → assemble → sft → grpo → eval → report")
+def pipeline_flow(
+    config: str = "configs/demo.yaml",
+    overrides: list[str] | None = None,
+    stages: list[Stage] | None = None,
+    start: Stage | None = None,
+    refresh: list[Stage] | None = None,
+    home: str | None = None,
+) -> dict[str, Manifest]:
+    """Run the pipeline; finished artifacts are reused.
+
+    Args:
+        config: YAML profile, relative to where bard runs (the repository root for the shipped profiles).
+        overrides: config changes as `key=value` (the value in YAML), like `bard run --set`; e.g. `sft.epochs=1`.
+        stages: only these stages (default: every stage the profile can run).
+        start: this stage and every one after it (instead of `stages`).
+        refresh: recompute these stages and every one after them, even if finished.
+        home: artifact home (default: the profile's `home`, BARD_HOME or ./.bard).
+    """
+    cfg = load_config(config, overrides or [], home)
+    names, note = resolve(cfg, stages, start)
+    if note:
+        log.info(note)
+    recompute = refreshed(names, refresh or [])
+    store = ArtifactStore(cfg.home)
+    manifests = {}
+    for label, name, step_cfg in plan(cfg, names):
+        finished = store.manifest(name, BUILT[name].key(step_cfg))
+        if finished and name not in recompute:
+            log.info("%s: finished artifact %s reused", label, finished.key)
+            manifests[label] = finished
+            continue
+        manifests[label] = STAGE_FLOWS[name].with_options(flow_run_name=label)(step_cfg, refresh=name in recompute)
+    # The variants' stages run after this config's: point the dataset views (`bard query`) back at this config's.
+    for name in names:
+        catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
+    log.info("artifacts under %s", store.root)
+    if "report" in manifests:
+        log.info("the report: %s", manifests["report"].stats["report"])
+    return manifests

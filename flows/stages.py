@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bard_core.config import BardConfig, variant_config
+from bard_core.config import STAGES, BardConfig, variant_config
 from bard_core.errors import BardError
 from tasks import assemble, compress, grpo, problems, report, sft, teacher
 from tasks import eval as evaluation
 
-ORDER = ["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
+ORDER = list(STAGES)
 # Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
 BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble,
                                  "sft": sft, "grpo": grpo, "eval": evaluation, "report": report}
@@ -34,12 +34,14 @@ def plan(config: BardConfig, names: list[str]) -> list[tuple[str, str, BardConfi
     return steps
 
 
-def select(stages: str | None = None, start: str | None = None) -> list[str]:
-    """`--stages a,b` or `--from S` -> the stage names to run, in pipeline order."""
+def select(stages: str | list[str] | None = None, start: str | None = None) -> list[str]:
+    """`--stages a,b` (or a list) or `--from S` -> the stage names to run, in pipeline order."""
     if stages and start:
         raise BardError("give --stages or --from, not both")
+    if isinstance(stages, str):
+        stages = [s.strip() for s in stages.split(",") if s.strip()]
     if stages:
-        names = [s.strip() for s in stages.split(",") if s.strip()]
+        names = list(stages)
     elif start:
         _check([start])
         names = ORDER[ORDER.index(start):]
@@ -74,3 +76,16 @@ def default_stages(config) -> tuple[list[str], str | None]:
         if section is not None and getattr(section, "generation", "") is None:
             return names[:i], f"stopping before {name}: {name}.generation is not set in this config"
     return names, None
+
+
+def resolve(config: BardConfig, stages: str | list[str] | None, start: str | None) -> tuple[list[str], str | None]:
+    """The stages a run does: those named, or from `start` on, or by default every stage the config can run."""
+    if stages or start:
+        return select(stages, start), None
+    return default_stages(config)
+
+
+def refreshed(names: list[str], refresh: list[str]) -> list[str]:
+    """Of `names`, those `--refresh S` recomputes: S and every stage after it."""
+    marked = {n for r in refresh for n in after(r)}
+    return [n for n in names if n in marked]
