@@ -283,6 +283,58 @@ def compare(
     console.print(table)
 
 
+@app.command()
+def ui(
+    port: int = typer.Option(4200, "--port", help="Port of the server on 127.0.0.1."),
+) -> None:
+    """Start a Prefect server with its UI on 127.0.0.1, print its URL, and keep it up until Ctrl-C."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}"
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise BardError(f"port {port} on 127.0.0.1 is taken (a server already running?): try --port")
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)])
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                raise BardError(f"the Prefect server stopped (exit {server.returncode}); its output is above")
+            try:
+                urllib.request.urlopen(f"{url}/api/health", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BardError(f"the Prefect server did not answer on {url} within 180 s") from None
+                time.sleep(0.5)
+        console.print(f"\n[green]Prefect UI: {url}[/]\nTo send runs and deployments to it, in another terminal:\n"
+                      f"  export PREFECT_API_URL={url}/api\n  bard serve        # the deployments, with their schedules\n"
+                      f"  bard run          # or any run: it shows up in the UI", highlight=False)  # fmt: skip
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@app.command()
+def serve(
+    file: Path = typer.Option(None, "--file", help="Deployments file (default: deployments/prefect.yaml)."),
+    limit: int = typer.Option(1, "--limit", min=1, help="Flow runs at once (stages already use every core)."),
+) -> None:
+    """Serve the deployments (the pipeline on a cron schedule, one per stage) on the Prefect server that
+    PREFECT_API_URL names: schedules fire and runs started from the UI execute here. Run from the repository root."""
+    from deployments.serve import DEPLOYMENTS_FILE
+    from deployments.serve import serve as serve_deployments
+
+    serve_deployments(file or DEPLOYMENTS_FILE, limit)
+
+
 @export_app.command("reward-func")
 def export_reward_func(
     out: Path = typer.Argument(..., help="Where to write the reward file, e.g. reward_func.py."),

@@ -10,6 +10,7 @@ import logging
 from prefect import flow
 
 from bard_core.config import Stage, load_config
+from bard_core.errors import BardError
 from flows.assemble import assemble_flow
 from flows.compress import compress_flow
 from flows.eval import eval_flow
@@ -23,6 +24,11 @@ from storage import catalog
 from storage.artifacts import ArtifactStore, Manifest
 
 log = logging.getLogger("bard")
+
+
+class StageFailed(BardError):
+    pass
+
 
 STAGE_FLOWS = {"problems": problems_flow, "teacher": teacher_flow, "compress": compress_flow, "assemble": assemble_flow,
                "sft": sft_flow, "grpo": grpo_flow, "eval": eval_flow, "report": report_flow}
@@ -60,7 +66,12 @@ def pipeline_flow(
             log.info("%s: finished artifact %s reused", label, finished.key)
             manifests[label] = finished
             continue
-        manifests[label] = STAGE_FLOWS[name].with_options(flow_run_name=label)(step_cfg, refresh=name in recompute)
+        try:
+            manifests[label] = STAGE_FLOWS[name].with_options(flow_run_name=label)(step_cfg, refresh=name in recompute)
+        except Exception as err:  # the stage's own traceback is in its Prefect logs; this says where the run stopped
+            reason = str(err) if isinstance(err, BardError) else f"{type(err).__name__}: {str(err).splitlines()[0]}"
+            raise StageFailed(f"stage {label} failed: {reason}\nEvery finished artifact is kept: `bard run --from {name}` "
+                              "(or Retry on this flow run in the Prefect UI) goes on from there") from err  # fmt: skip
     # The variants' stages run after this config's: point the dataset views (`bard query`) back at this config's.
     for name in names:
         catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
