@@ -68,7 +68,7 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         ensure_ray(config.ray)
         counts = run_generation(
             NAME, cfg.generation, slices, work, contracts.COMPRESSIONS, path, TABLE, cfg.commit_rows, cfg.workers,
-            on_progress,
+            config.ray.for_stage(NAME), on_progress,
         )
         summary = _summary([str(path / TABLE / f"part-{i:05d}.parquet") for i in range(len(slices))], config)
         tables = {TABLE: len(slices), "compress_stats": write_table(path, "compress_stats", summary, 10_000)}

@@ -138,7 +138,7 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
             work = functools.partial(stage.sample, config=config, model=model, model_dir=dirs[model.name])
             counts[model.name] = run_generation(
                 f"{NAME} {model.name}", engine, slices, work, contracts.EVAL_SAMPLES, path, "eval_samples",
-                cfg.commit_rows, cfg.workers, on_progress,
+                cfg.commit_rows, cfg.workers, config.ray.for_stage(NAME), on_progress,
             )  # fmt: skip
         samples = pq.read_table([str(path / "eval_samples" / f"part-{i:05d}.parquet") for i in range(shards * len(cfg.models))])
         rows = samples.drop_columns(["completion"]).to_pylist()

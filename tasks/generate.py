@@ -111,9 +111,11 @@ def run_generation(
     table: str,
     commit_rows: int,
     workers: int,
+    resources: dict[str, float] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Run every unfinished slice on up to `workers` engine actors, then commit slice i as output shard i.
+    """Run every unfinished slice on up to `workers` engine actors (each asking Ray for `resources` over the
+    backend's own needs), then commit slice i as output shard i.
     `work(rows, backend) -> output rows` must be picklable (a module function or a functools.partial).
     Returns counts for the stage's statistics."""
     import ray
@@ -128,7 +130,7 @@ def run_generation(
         log.info("%s: resuming, %d of %d chunks already committed", label, already, total)
 
     if todo:
-        actor_cls = ray.remote(**actor_resources(backend_config))(Engine)
+        actor_cls = ray.remote(**{**actor_resources(backend_config), **(resources or {})})(Engine)
         actors = [actor_cls.remote(backend_config, driver_identity()) for _ in range(min(workers, len(todo)))]
         shared = [ray.put(x) for x in (work, schema)]
         queue, running = list(todo), {}

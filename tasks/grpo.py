@@ -57,7 +57,7 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         from bard_core.training.grpo_trl import TRLGRPORecipe
 
         model_dir = str(Path(start.path) / "model")
-        metrics = run_recipe_task(config.ray, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"), str(path))
+        metrics = run_recipe_task(config.ray, NAME, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"), str(path))
         steps = metrics["per_step"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"], "prefilter": metrics["prefilter"],

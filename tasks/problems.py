@@ -63,9 +63,11 @@ def _make(config: BardConfig, path: Path) -> tuple[dict[str, int], dict]:
     missing = [s for s in specs if not has_shard(path, PARTS_REJECTED, s.index)]
     if len(missing) < len(specs):
         log.info("problems: resuming, %d of %d shards already committed", len(specs) - len(missing), len(specs))
+    nodes = 0  # Ray nodes that built this run's shards
     if missing:
         ensure_ray(config.ray)
-        run_shards(_build_shard, missing, config.problems, str(path), label=NAME)
+        _, nodes = run_shards(_build_shard, missing, config.problems, str(path), label=NAME,
+                              resources=config.ray.for_stage(NAME))
 
     parts = zip(read_shards(path, PARTS, len(specs)), read_shards(path, PARTS_REJECTED, len(specs)))
     problems, rejected = stage.finalize([(p.to_pylist(), r.to_pylist()) for p, r in parts])
@@ -76,7 +78,7 @@ def _make(config: BardConfig, path: Path) -> tuple[dict[str, int], dict]:
             path, "problems_rejected", contracts.to_table(rejected, contracts.PROBLEMS_REJECTED), shard_rows
         ),
     }
-    return tables, _stats(problems, rejected, shards=len(specs), resumed=len(specs) - len(missing))
+    return tables, {**_stats(problems, rejected, shards=len(specs), resumed=len(specs) - len(missing)), "nodes": nodes}
 
 
 def _stats(problems: list[dict], rejected: list[dict], shards: int, resumed: int) -> dict:

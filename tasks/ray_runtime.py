@@ -30,18 +30,22 @@ def ensure_ray(config: RayConfig) -> None:
     )
 
 
-def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: str) -> list[Any]:
-    """Run `fn(spec, *args)` for every spec as a Ray task (each commits its own shard); return results
-    in spec order. A task's BardError reaches the caller as itself, with its message intact."""
+def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: str,
+               resources: dict[str, float] | None = None) -> tuple[list[Any], int]:
+    """Run `fn(spec, *args)` for every spec as a Ray task (each commits its own shard), spread over the cluster's
+    nodes; return the results in spec order and how many nodes ran them. A task's BardError reaches the caller
+    as itself, with its message intact."""
     import ray
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if not specs:
-        return []
-    remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=False)(fn)
+        return [], 0
+    options = {"num_cpus": 1, **(resources or {})}
+    remote = ray.remote(**options, max_retries=2, retry_exceptions=False, scheduling_strategy="SPREAD")(_on_node)
     shared = [ray.put(a) for a in args]
-    pending = {remote.remote(spec, *shared): i for i, spec in enumerate(specs)}
+    pending = {remote.remote(fn, spec, *shared): i for i, spec in enumerate(specs)}
     results: list[Any] = [None] * len(specs)
+    nodes = set()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True) as progress:
         bar = progress.add_task(f"{label} shards", total=len(specs))
@@ -49,15 +53,23 @@ def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: 
             done, _ = ray.wait(list(pending), num_returns=1)
             index = pending.pop(done[0])
             try:
-                results[index] = ray.get(done[0])
+                results[index], node = ray.get(done[0])
             except ray.exceptions.RayTaskError as err:
                 for ref in pending:
                     ray.cancel(ref)
                 if isinstance(err.cause, BardError):
                     raise BardError(str(err.cause)) from None
                 raise
+            nodes.add(node)
             progress.advance(bar)
-    return results
+    log.info("%s: %d shard(s) ran on %d node(s)", label, len(specs), len(nodes))
+    return results, len(nodes)
+
+
+def _on_node(fn: Callable[..., Any], spec: Any, *args: Any) -> tuple[Any, str]:
+    import ray
+
+    return fn(spec, *args), ray.get_runtime_context().get_node_id()
 
 
 def driver_identity() -> tuple[int, str]:
@@ -90,14 +102,15 @@ def exit_with_driver(driver: tuple[int, str], poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()
 
 
-def run_recipe_task(config: RayConfig, recipe_cls, *args: Any) -> dict:
-    """Run a training recipe (setup, train, save, cleanup) in a Ray task on one GPU when the cluster has one;
-    return what `save` returns. The worker process exits afterwards, taking the model's memory with it."""
+def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any) -> dict:
+    """Run a training recipe (setup, train, save, cleanup) in a Ray task, on one GPU when the cluster has one
+    (or what `ray.resources.<stage>` asks for); return what `save` returns. The worker process exits afterwards,
+    taking the model's memory with it."""
     import ray
 
     ensure_ray(config)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_recipe_in_worker)
+    remote = ray.remote(**config.for_stage(stage, num_cpus=1, num_gpus=gpus), max_retries=0)(_recipe_in_worker)
     return ray.get(remote.remote(recipe_cls, args, driver_identity()))
 
 

@@ -56,7 +56,7 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
             return {}, _openrlhf(config, data.files("sft_dataset"), path)
         from bard_core.training.sft_trl import TRLSFTRecipe
 
-        metrics = run_recipe_task(config.ray, TRLSFTRecipe, config, data.files("sft_dataset"), str(path))
+        metrics = run_recipe_task(config.ray, NAME, TRLSFTRecipe, config, data.files("sft_dataset"), str(path))
         curve = metrics["loss_curve"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"],

@@ -62,7 +62,7 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         work = functools.partial(stage.sample, config=config)
         counts = run_generation(
             NAME, cfg.generation, slices, work, contracts.TEACHER_SAMPLES, path, TABLE, cfg.commit_rows, cfg.workers,
-            on_progress,
+            config.ray.for_stage(NAME), on_progress,
         )
         summary = _summary([str(path / TABLE / f"part-{i:05d}.parquet") for i in range(len(slices))])
         tables = {TABLE: len(slices), "teacher_stats": write_table(path, "teacher_stats", summary, 10_000)}

@@ -48,6 +48,15 @@ def tiny_think_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-think"), think_prefill=True))
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def kill_9_when(cmd: list[str], ready, timeout_s: float = 240.0) -> None:
     """Start `cmd` in its own process group, wait until `ready()` is true, then kill -9 the whole group.
     Fails if the command ends first or `ready` never comes."""

@@ -6,7 +6,6 @@ and only the failed stage and those after it run again."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,15 +17,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import State
 
-from tests.conftest import BARD, ROOT
+from tests.conftest import BARD, ROOT, free_port
 
 DATA_STAGES = ["problems", "teacher", "compress", "assemble"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout_s: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
