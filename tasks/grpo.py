@@ -13,7 +13,7 @@ from bard_core.errors import BardError
 from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble, sft
 from tasks.build import build_artifact
-from tasks.publish import publish_summary
+from tasks.publish import progress_reporter, publish_summary
 from tasks.ray_runtime import run_recipe_task
 
 NAME = "grpo"
@@ -43,7 +43,7 @@ def check(config: BardConfig) -> None:
     sft.check(config)
 
 
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
+def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:
     """Train (or reuse, or resume) the GRPO model from the finished `sft` and `assemble` artifacts."""
     check(config)
     store = ArtifactStore(config.home)
@@ -57,7 +57,8 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
         from bard_core.training.grpo_trl import TRLGRPORecipe
 
         model_dir = str(Path(start.path) / "model")
-        metrics = run_recipe_task(config.ray, NAME, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"), str(path))
+        metrics = run_recipe_task(config.ray, NAME, TRLGRPORecipe, config, model_dir, data.files("rl_prompts"),
+                                  out=str(path), on_progress=on_progress)
         steps = metrics["per_step"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"], "prefilter": metrics["prefilter"],
@@ -95,6 +96,6 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
 def grpo_task(config: BardConfig, refresh: bool = False) -> Manifest:
     from prefect.runtime import flow_run
 
-    manifest = build(config, refresh, flow_run_id=flow_run.id)
+    manifest = build(config, refresh, flow_run_id=flow_run.id, on_progress=progress_reporter(NAME))
     publish_summary(manifest, [manifest.stats])
     return manifest

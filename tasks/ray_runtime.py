@@ -102,16 +102,38 @@ def exit_with_driver(driver: tuple[int, str], poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()
 
 
-def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any) -> dict:
-    """Run a training recipe (setup, train, save, cleanup) in a Ray task, on one GPU when the cluster has one
-    (or what `ray.resources.<stage>` asks for); return what `save` returns. The worker process exits afterwards,
-    taking the model's memory with it."""
+def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any, out: str,
+                    on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """Run a training recipe (setup, train, save, cleanup; `out` is its output directory, the last of `args`) in a
+    Ray task, on one GPU when the cluster has one (or what `ray.resources.<stage>` asks for), with a progress bar
+    fed by the recipe's progress file; return what `save` returns. The worker process exits afterwards, taking
+    the model's memory with it."""
     import ray
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bard_core.training.checkpoints import read_progress
 
     ensure_ray(config)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     remote = ray.remote(**config.for_stage(stage, num_cpus=1, num_gpus=gpus), max_retries=0)(_recipe_in_worker)
-    return ray.get(remote.remote(recipe_cls, args, driver_identity()))
+    ref = remote.remote(recipe_cls, (*args, out), driver_identity())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        bar, seen = progress.add_task(f"{stage} steps", total=None), False
+        while not ray.wait([ref], timeout=2.0)[0]:
+            step = read_progress(out)
+            if step is None:
+                continue
+            if not seen:  # a resumed run starts midway: measure the ETA on this run's steps only
+                progress.reset(bar, total=step[1], completed=step[0])
+                seen = True
+            progress.update(bar, completed=step[0], total=step[1])
+            if on_progress:
+                on_progress(*step)
+    result = ray.get(ref)
+    if on_progress and (step := read_progress(out)):
+        on_progress(step[1], step[1])
+    return result
 
 
 def _recipe_in_worker(recipe_cls, args: tuple, driver: tuple[int, str]) -> dict:

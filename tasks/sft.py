@@ -13,7 +13,7 @@ from bard_core.errors import BardError
 from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble
 from tasks.build import build_artifact
-from tasks.publish import publish_summary
+from tasks.publish import progress_reporter, publish_summary
 from tasks.ray_runtime import run_recipe_task
 
 NAME = "sft"
@@ -44,7 +44,7 @@ def check(config: BardConfig) -> None:
         openrlhf_command(config, Path(config.home))  # settings OpenRLHF cannot take fail here, before any work
 
 
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
+def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:
     """Train (or reuse, or resume from the last checkpoint) the SFT model from the finished `assemble` artifact."""
     check(config)
     data = ArtifactStore(config.home).manifest("assemble", assemble.key(config))
@@ -56,7 +56,8 @@ def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = N
             return {}, _openrlhf(config, data.files("sft_dataset"), path)
         from bard_core.training.sft_trl import TRLSFTRecipe
 
-        metrics = run_recipe_task(config.ray, NAME, TRLSFTRecipe, config, data.files("sft_dataset"), str(path))
+        metrics = run_recipe_task(config.ray, NAME, TRLSFTRecipe, config, data.files("sft_dataset"), out=str(path),
+                                  on_progress=on_progress)
         curve = metrics["loss_curve"]
         stats = {
             "steps": metrics["steps"], "resumed_from": metrics["resumed_from"],
@@ -98,6 +99,6 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
 def sft_task(config: BardConfig, refresh: bool = False) -> Manifest:
     from prefect.runtime import flow_run
 
-    manifest = build(config, refresh, flow_run_id=flow_run.id)
+    manifest = build(config, refresh, flow_run_id=flow_run.id, on_progress=progress_reporter(NAME))
     publish_summary(manifest, [manifest.stats])
     return manifest

@@ -25,3 +25,35 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
         except (OSError, ValueError):  # missing, or cut off mid-write
             shutil.rmtree(d, ignore_errors=True)
     return None
+
+
+def progress_file(out: Path) -> Path:
+    """Where a training run says how far it is: {"step", "max_steps"}, rewritten at every step."""
+    return Path(out) / "_parts" / "progress.json"
+
+
+def read_progress(out: Path) -> tuple[int, int] | None:
+    try:
+        data = json.loads(progress_file(out).read_text())
+        return int(data["step"]), int(data["max_steps"])
+    except (OSError, ValueError, KeyError):  # not started yet
+        return None
+
+
+def progress_callback(out: Path):
+    """A transformers TrainerCallback that keeps `progress_file(out)` current (the driver reads it for its progress
+    bar and the Prefect progress artifact: the trainer runs in a Ray worker, maybe on another node)."""
+    import os
+
+    from transformers import TrainerCallback
+
+    path = progress_file(out)
+
+    class ProgressFile(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"step": state.global_step, "max_steps": state.max_steps}))
+            os.replace(tmp, path)  # a reader never sees half a file
+
+    return ProgressFile()

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from bard_core.config import BardConfig
-from bard_core.training.checkpoints import last_complete_checkpoint
+from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
 
 class TRLGRPORecipe:
@@ -58,6 +58,7 @@ class TRLGRPORecipe:
             model=self.model, reward_funcs=[trl_reward_func(self.config, self.tokenizer)], args=args,
             train_dataset=data, processing_class=self.tokenizer,
         )  # fmt: skip
+        self.trainer.add_callback(progress_callback(self.out))
 
     def _difficulty_filter(self, data):
         """Keep the prompts the SFT model solves sometimes, not always nor never."""

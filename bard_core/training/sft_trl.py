@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bard_core.config import BardConfig
 from bard_core.student import load_model, load_tokenizer
-from bard_core.training.checkpoints import last_complete_checkpoint
+from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
 
 class TRLSFTRecipe:
@@ -53,6 +53,7 @@ class TRLSFTRecipe:
         # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")
         self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
+        self.trainer.add_callback(progress_callback(self.out))
 
     def train(self) -> None:
         self.resumed_from = last_complete_checkpoint(self.out / "_parts" / "checkpoints")

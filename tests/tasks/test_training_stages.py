@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bard_core.config import load_config
+from bard_core.training.checkpoints import read_progress
 from tasks import assemble, grpo, problems, sft
 from tests.conftest import BARD, kill_9_when
 from tests.tasks.synthetic_upstream import write_upstream
@@ -76,8 +77,13 @@ def test_kill_9_midway_then_resume_gives_the_same_loss_curve(trained, tmp_path):
     # 16 steps of this model take ~0.4 s: kill at the first checkpoint, so some are still to come
     kill_9_when(cmd, lambda: bool(list(home.glob("artifacts/sft/*/_parts/checkpoints/checkpoint-4/trainer_state.json"))))
     assert not list(home.glob("artifacts/sft/*/manifest.json"))
+    (killed,) = home.glob("artifacts/sft/*")
+    step, total = read_progress(killed)  # what the driver's progress bar and Prefect's progress artifact read
+    assert 4 <= step <= 16 and total == 16
 
-    rerun = sft.build(load_config(config_path, home=str(home)))
+    progress = []
+    rerun = sft.build(load_config(config_path, home=str(home)), on_progress=lambda done, of: progress.append((done, of)))
+    assert progress[-1] == (16, 16) and all(of == 16 and done >= 4 for done, of in progress), progress
     resumed = json.loads((Path(rerun.path) / "metrics.json").read_text())
     fresh = json.loads((Path(uninterrupted.path) / "metrics.json").read_text())
     assert resumed["resumed_from"] in ("checkpoint-4", "checkpoint-8", "checkpoint-12")
