@@ -50,11 +50,12 @@ class Job:
 
 def jobs_for(samples: Sequence[dict], problems: dict[str, dict], config: BardConfig, coverage=None) -> list[Job]:
     """The budgets each chain is compressed to: drawn from `budget_sampling`, seeded by the sample uid,
-    all below the chain's own length (compressing never lengthens)."""
+    all below the chain's own length (compressing never lengthens) unless `compress.above_length`."""
     jobs = []
     for s in samples:
         problem = problems[s["problem_uid"]]
-        for budget in sample_budgets(config.budget_sampling, s["uid"], below=s["thinking_tokens"], coverage=coverage):
+        below = None if config.compress.above_length else s["thinking_tokens"]
+        for budget in sample_budgets(config.budget_sampling, s["uid"], below=below, coverage=coverage):
             jobs.append(Job(s, problem["question"], problem["answer"], problem["choices"], budget, target=budget))
     return jobs
 
@@ -116,7 +117,12 @@ def compress(
     cfg = config.compress
     jobs = jobs_for([s for s in samples if eligible(s, cfg)], problems, config, coverage)
     tokenizer = cached_tokenizer(config.budget.tokenizer)
-    pending = jobs
+    pending = []
+    for job in jobs:
+        if job.budget >= job.sample["thinking_tokens"]:  # the chain fits as it is: judged, not rewritten
+            job.row = judge(job, as_completion(job.sample), job.sample["thinking_tokens"], config)
+        else:
+            pending.append(job)
     while pending:
         for job in pending:
             job.attempts += 1
@@ -131,3 +137,10 @@ def compress(
                 retry.append(job)
         pending = retry
     return [job.row for job in jobs]
+
+
+def as_completion(sample: dict) -> Completion:
+    """A teacher sample as the rewrite of a budget it already fits (`attempts` stays 0: no compressor call)."""
+    return Completion(uid=sample["uid"], sample_idx=0, text=sample["completion"], prompt_tokens=0,
+                      completion_tokens=sample["completion_tokens"], finish_reason=sample["finish_reason"],
+                      seed=sample["seed"], model=sample["model"])  # fmt: skip

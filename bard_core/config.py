@@ -227,6 +227,11 @@ class CompressConfig(GenerationStage):
         "are replaced; other braces are literal",
     )
     only_correct: bool = Field(True, description="compress only chains whose answer verified")
+    above_length: bool = Field(
+        False, description="also draw budgets at or above a chain's own length; such a row takes the chain as it is "
+        "(attempts 0, no compressor call), judged like a rewrite: SFT then shows that a generous budget asks for the "
+        "whole solution, not a shorter one. Off: every budget is below the chain's length",
+    )  # fmt: skip
     min_thinking_tokens: int = Field(0, ge=0, description="skip chains with less thinking than this")
     tau: float = Field(0.0, ge=0, description="a rewrite fits when its thinking tokens <= budget * (1 + tau)")
     attempts: int = Field(2, ge=1, description="tries per budget; over-budget rewrites are retried with a tighter target")
@@ -405,6 +410,11 @@ class GRPOConfig(Section):
         "and keep those it solves sometimes but not always (0: off)",
     )  # fmt: skip
     save_steps: int = Field(50, ge=1)
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="trl: every save_steps, the mean reward on validation prompts; stop once it has not "
+        "improved for this many evaluations, and keep the best checkpoint's model (None: off)",
+    )  # fmt: skip
+    validation_prompts: int = Field(32, ge=1, description="prompts of rl_prompts' validation split per evaluation")
     logging_steps: int = Field(1, ge=1)
     seed: int = Field(0)
     num_threads: int = Field(1, ge=1, description="torch CPU threads")

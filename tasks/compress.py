@@ -105,7 +105,8 @@ def _compress(rows: list[dict], backend, problem_files: tuple[str, ...], config:
 
 
 def _summary(files: list[str], config: BardConfig) -> pa.Table:
-    """Per budget tier and overall: rewrites, acceptance rate, reject reasons, and the length error
+    """Per budget tier and overall: rewrites, acceptance rate, reject reasons, chains kept whole (they fit the
+    budget as they are: `compress.above_length`), and the length error
     (L - B) / B of accepted rewrites. Tiers are the configured tiers, or the log-spaced bins."""
     tier = tier_sql(config)
     return duckdb.sql(
@@ -120,6 +121,7 @@ def _summary(files: list[str], config: BardConfig) -> pa.Table:
                count(*) filter (where reject_reason = 'answer_changed') as answer_changed,
                count(*) filter (where reject_reason = 'format') as format,
                count(*) filter (where attempts > 1) as retried,
+               count(*) filter (where attempts = 0) as kept_whole,
                round(quantile_cont(rel_error, 0.1) filter (where accepted), 4) as rel_error_p10,
                round(quantile_cont(rel_error, 0.5) filter (where accepted), 4) as rel_error_p50,
                round(quantile_cont(rel_error, 0.9) filter (where accepted), 4) as rel_error_p90,

@@ -77,6 +77,7 @@ def audit_compressions(manifest: Manifest, store: ArtifactStore) -> tuple[list[d
         from read_parquet({manifest.files("compressions")!r}) c
         join read_parquet({teacher.files("teacher_samples")!r}) t on t.uid = c.sample_uid
         join read_parquet({problems.files("problems")!r}) p on p.uid = c.problem_uid
+        where c.attempts > 0  -- chains kept whole (they fit their budget) were not rewritten
         order by c.uid
         """
     ).to_arrow_table().to_pylist()

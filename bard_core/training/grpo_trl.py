@@ -40,10 +40,11 @@ class TRLGRPORecipe:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir)
-        data = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
-        data = data.filter(lambda split: split == "train", input_columns="split").select_columns(["prompt", "answer", "budget"])
+        rows = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
+        data = rows.filter(lambda split: split == "train", input_columns="split").select_columns(["prompt", "answer", "budget"])
         if cfg.prefilter_samples:
             data = self._difficulty_filter(data)
+        validation, stopping = self._validation(rows) if cfg.early_stopping_patience else (None, {})
         # One limit for the whole run (TRL has no per-prompt limit): room for the largest budget, and the answer.
         max_completion = math.ceil(cfg.completion_factor * max(b for b in data["budget"] if b is not None)) + cfg.answer_tokens
         args = GRPOConfig(
@@ -52,13 +53,34 @@ class TRLGRPORecipe:
             max_completion_length=max_completion, temperature=cfg.temperature, loss_type=cfg.loss_type,
             max_steps=cfg.max_steps, save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
             seed=cfg.seed, report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+            **stopping,
         )  # fmt: skip
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")  # transformers 5 reads it from here
         self.trainer = GRPOTrainer(
             model=self.model, reward_funcs=[trl_reward_func(self.config, self.tokenizer)], args=args,
-            train_dataset=data, processing_class=self.tokenizer,
+            train_dataset=data, eval_dataset=validation, processing_class=self.tokenizer,
         )  # fmt: skip
         self.trainer.add_callback(progress_callback(self.out))
+        if validation is not None:
+            from transformers import EarlyStoppingCallback
+
+            self.trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+
+    def _validation(self, rows):
+        """Early stopping: a seeded sample of the validation prompts, and the trainer settings that evaluate them at
+        every checkpoint (the mean BARD reward, `eval_reward`) and load the best checkpoint at the end."""
+        cfg = self.config.grpo
+        validation = rows.filter(lambda split: split == "validation", input_columns="split")
+        if len(validation) == 0:
+            raise ValueError(f"grpo.early_stopping_patience: no validation prompts in {self.data_files[0]} "
+                             "(assemble.validation_fraction makes them)")  # fmt: skip
+        validation = validation.shuffle(seed=cfg.seed).select(range(min(cfg.validation_prompts, len(validation))))
+        settings = {
+            "eval_strategy": "steps", "eval_steps": cfg.save_steps, "metric_for_best_model": "eval_reward",
+            "greater_is_better": True, "load_best_model_at_end": True,
+            "per_device_eval_batch_size": cfg.prompts_per_step * cfg.num_generations,
+        }  # fmt: skip
+        return validation.select_columns(["prompt", "answer", "budget"]), settings
 
     def _difficulty_filter(self, data):
         """Keep the prompts the SFT model solves sometimes, not always nor never."""
@@ -100,6 +122,8 @@ class TRLGRPORecipe:
             "steps": self.trainer.state.global_step,
             "per_step": steps,
             "prefilter": self.prefilter,
+            "validation": [h for h in self.trainer.state.log_history if "eval_reward" in h],
+            "best_step": _step_of(self.trainer.state.best_model_checkpoint),
             "resumed_from": Path(self.resumed_from).name if self.resumed_from else None,
         }
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -108,3 +132,7 @@ class TRLGRPORecipe:
     def cleanup(self) -> None:
         del self.trainer, self.model
         gc.collect()
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else None

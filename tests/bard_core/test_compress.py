@@ -116,3 +116,26 @@ def test_wrong_and_truncated_chains_are_not_sent():
     chains = [chain("p1/s0", correct=False), chain("p1/s1", truncated=True), chain("p1/s2", tokens=30)]
     rows = compress(chains, {"p1": PROBLEM}, backend, config())
     assert [r["uid"] for r in rows] == ["p1/s2/b20"] and rows[0]["accepted"]
+
+
+def test_above_length_keeps_a_chain_that_fits_its_budget_whole_and_judges_it():
+    """`compress.above_length`: budgets at or above the chain's length are drawn too; the chain is the row's
+    text as it is (attempts 0: the compressor is not asked), with the same acceptance checks as a rewrite."""
+    backend = StandInCompressor(lambda target, attempt: (target - 5, "12", True))
+    whole = chain(tokens=50)
+    whole.update(model="teacher", seed=7, finish_reason="stop", completion_tokens=60,
+                 completion="<think>\n" + whole["thinking"] + "\n</think>\n\n\\boxed{12}")  # fmt: skip
+    cfg = config(above_length=True)
+    assert [j.budget for j in jobs_for([whole], {"p1": PROBLEM}, cfg)] == [20, 40, 80]
+    assert [j.budget for j in jobs_for([whole], {"p1": PROBLEM}, config())] == [20, 40]
+
+    rows = {r["budget"]: r for r in compress([whole], {"p1": PROBLEM}, backend, cfg)}
+    assert [uid for uid, _ in backend.calls] == ["p1/s0/b20", "p1/s0/b40"], "the chain that fits is not sent"
+    kept = rows[80]
+    assert kept["attempts"] == 0 and kept["accepted"] and kept["completion"] == whole["completion"]
+    assert kept["thinking_tokens"] == kept["teacher_thinking_tokens"] == 50 and kept["model"] == "teacher"
+    assert rows[40]["attempts"] == 1 and rows[40]["thinking_tokens"] < 50
+
+    # judged like any rewrite: a chain whose thinking never closed is rejected for its format
+    broken = {**whole, "completion": whole["completion"].replace("</think>", "")}
+    assert {r["budget"]: r for r in compress([broken], {"p1": PROBLEM}, backend, cfg)}[80]["reject_reason"] == "format"

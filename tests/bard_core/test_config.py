@@ -111,3 +111,14 @@ def test_a_variant_is_the_config_with_its_overrides():
     ]:
         with pytest.raises(ConfigError, match=message):
             load_config(None, [bad])
+
+
+def test_ray_resources_per_stage_override_the_stage_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, "ray:\n  resources:\n    teacher: {num_gpus: 2}\n    sft: {num_cpus: 8}\n"))
+    assert cfg.ray.for_stage("teacher", num_cpus=1, num_gpus=0) == {"num_cpus": 1, "num_gpus": 2}
+    assert cfg.ray.for_stage("sft", num_cpus=1, num_gpus=1) == {"num_cpus": 8, "num_gpus": 1}
+    assert cfg.ray.for_stage("problems", num_cpus=1) == {"num_cpus": 1}
+    with pytest.raises(ConfigError, match="unknown stage teachr"):
+        load_config(write(tmp_path, "ray:\n  resources:\n    teachr: {num_gpus: 1}\n"))
+    with pytest.raises(ConfigError, match="orchestration.retries"):
+        load_config(write(tmp_path, "orchestration: {retries: -1}\n"))

@@ -128,6 +128,25 @@ def test_grpo_from_the_sft_model_with_the_bard_reward(trained):
         grpo.build(filtered)
 
 
+def test_grpo_early_stopping_on_the_validation_reward(trained):
+    """With `early_stopping_patience`, the mean reward on validation prompts is measured at every checkpoint; the run
+    stops at the first evaluation that does not improve on the best (patience 1) and keeps the best checkpoint."""
+    config_path, sft_manifest = trained
+    sets = ["grpo.max_steps=6", "grpo.save_steps=1", "grpo.early_stopping_patience=1", "grpo.validation_prompts=2"]
+    manifest = grpo.build(load_config(config_path, sets, home=str(Path(sft_manifest.path).parents[2])))
+    metrics = json.loads((Path(manifest.path) / "metrics.json").read_text())
+    rewards = [(h["step"], h["eval_reward"]) for h in metrics["validation"]]
+    assert rewards and [s for s, _ in rewards] == list(range(1, len(rewards) + 1)), "evaluated at every checkpoint"
+    best, expected_stop = rewards[0], None
+    for step, reward in rewards[1:]:
+        if reward > best[1]:
+            best = (step, reward)
+        else:
+            expected_stop = step
+            break
+    assert metrics["steps"] == (expected_stop or 6) and metrics["best_step"] == best[0]
+
+
 def test_grpo_killed_midway_resumes_to_the_same_steps(trained, tmp_path):
     """kill -9 during GRPO, then a rerun: it resumes from the last whole checkpoint and ends where an
     uninterrupted run ends, with the same per-step rewards (sampling is seeded and the RNG state is restored)."""
