@@ -68,6 +68,7 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
 
     for _, name, step_cfg in todo:
         BUILT[name].check(step_cfg)
+    check_prefect_server()
     started = time.perf_counter()
     profile, overrides = source
     manifests = pipeline_flow(config=str(profile or DEFAULT_CONFIG), overrides=overrides, stages=names, refresh=refresh,
@@ -79,6 +80,22 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
     console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
     if "report" in manifests:
         console.print(f"The report: {manifests['report'].stats['report']}")
+
+
+def check_prefect_server() -> None:
+    """With PREFECT_API_URL set, the server must answer: fail at once with what to do, not after Prefect's retries."""
+    import urllib.request
+
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return  # Prefect's ephemeral API, started for this run
+    try:
+        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10).read()
+    except OSError as err:
+        raise BardError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({err}): start it (`bard ui`) "
+                        "or unset PREFECT_API_URL to run on Prefect's ephemeral API") from None  # fmt: skip
 
 
 def _register(cfg: BardConfig, names: list[str]) -> None:
@@ -332,6 +349,7 @@ def serve(
     from deployments.serve import DEPLOYMENTS_FILE
     from deployments.serve import serve as serve_deployments
 
+    check_prefect_server()
     serve_deployments(file or DEPLOYMENTS_FILE, limit)
 
 

@@ -24,6 +24,9 @@ from storage import catalog
 from storage.artifacts import ArtifactStore, Manifest
 
 log = logging.getLogger("bard")
+# bard's lines (what was reused, where each artifact and the report are) at INFO. With PREFECT_LOGGING_EXTRA_LOGGERS=bard
+# (the CLI sets it; a served run inherits it from `bard serve`) they also reach the flow run's logs in the UI.
+log.setLevel(logging.INFO)
 
 
 class StageFailed(BardError):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter
+from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, LogFilter
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import State
@@ -115,6 +115,9 @@ def test_served_deployment_runs_from_the_api_and_a_retry_reruns_only_the_failed_
             again = [r for r in _subflows(client, run.id) if r.id not in {f.id for f in first}]
             assert [(r.name, r.state.type) for r in again] == [("eval", StateType.COMPLETED), ("report", StateType.COMPLETED)]
             assert {s: next(home.glob(f"artifacts/{s}/*/manifest.json")).stat().st_mtime_ns for s in DATA_STAGES} == finished
+            logs = [x.message for x in client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run.id]}))]
+            assert any(m.startswith("assemble: finished artifact") and m.endswith("reused") for m in logs), logs
+            assert any(m.startswith("the report: ") for m in logs), "bard's log lines reach the run's logs in the UI"
 
             # The stages' artifacts, read back through the API.
             artifacts = client.read_artifacts(
