@@ -141,8 +141,6 @@ def run(
     names, stopped = registry.resolve(cfg, stages, start)
     if stopped:
         console.print(f"[yellow]{stopped}[/]")
-    for r in refresh:
-        registry.after(r)  # an unknown stage name fails here, before anything runs
     _run(cfg, (config, overrides), names, refresh, dry_run)
 
 

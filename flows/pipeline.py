@@ -76,8 +76,8 @@ def pipeline_flow(
             raise StageFailed(f"stage {label} failed: {reason}\nEvery finished artifact is kept: `bard run --from {name}` "
                               "(or Retry on this flow run in the Prefect UI) goes on from there") from err  # fmt: skip
     # The variants' stages run after this config's: point the dataset views (`bard query`) back at this config's.
-    for name in names:
-        catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
+    for name in names:  # this config's stages are labelled by their bare names
+        catalog.register(store.home, manifests[name])
     log.info("artifacts under %s", store.root)
     if "report" in manifests:
         log.info("the report: %s", manifests["report"].stats["report"])

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from bard_core.errors import BardError
 from bard_core.generation import GenerationBackendConfig, make_backend
 from storage.artifacts import Shard, commit_shard, has_shard
-from tasks.ray_runtime import driver_identity, exit_with_driver
+from tasks.ray_runtime import driver_identity, exit_with_driver, progress_bar
 
 log = logging.getLogger("bard")
 POLL_S = 1.0  # how often the driver counts committed chunks for the progress bar
@@ -119,7 +119,6 @@ def run_generation(
     `work(rows, backend) -> output rows` must be picklable (a module function or a functools.partial).
     Returns counts for the stage's statistics."""
     import ray
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     total = sum(chunk_count(s, commit_rows) for s in slices)
     count_done = functools.partial(_count_done, artifact_dir, table, slices, commit_rows)
@@ -134,9 +133,8 @@ def run_generation(
         actors = [actor_cls.remote(backend_config, driver_identity()) for _ in range(min(workers, len(todo)))]
         shared = [ray.put(x) for x in (work, schema)]
         queue, running = list(todo), {}
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
-            with Progress(*columns, transient=True) as progress:
+            with progress_bar() as progress:
                 # Starting at what is already done: the ETA is then measured on this run's speed only.
                 bar = progress.add_task(f"{label} chunks", total=total, completed=already)
                 for actor in actors:

@@ -30,13 +30,20 @@ def ensure_ray(config: RayConfig) -> None:
     )
 
 
+def progress_bar():
+    """The terminal progress bar of long work (shards, chunks, training steps): done of total, with an ETA."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, transient=True)
+
+
 def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: str,
                resources: dict[str, float] | None = None) -> tuple[list[Any], int]:
     """Run `fn(spec, *args)` for every spec as a Ray task (each commits its own shard), spread over the cluster's
     nodes; return the results in spec order and how many nodes ran them. A task's BardError reaches the caller
     as itself, with its message intact."""
     import ray
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if not specs:
         return [], 0
@@ -46,8 +53,7 @@ def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: 
     pending = {remote.remote(fn, spec, *shared): i for i, spec in enumerate(specs)}
     results: list[Any] = [None] * len(specs)
     nodes = set()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
+    with progress_bar() as progress:
         bar = progress.add_task(f"{label} shards", total=len(specs))
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -109,7 +115,6 @@ def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any, out: 
     fed by the recipe's progress file; return what `save` returns. The worker process exits afterwards, taking
     the model's memory with it."""
     import ray
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bard_core.training.checkpoints import read_progress
 
@@ -117,8 +122,7 @@ def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any, out: 
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     remote = ray.remote(**config.for_stage(stage, num_cpus=1, num_gpus=gpus), max_retries=0)(_recipe_in_worker)
     ref = remote.remote(recipe_cls, (*args, out), driver_identity())
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
+    with progress_bar() as progress:
         bar, seen = progress.add_task(f"{stage} steps", total=None), False
         while not ray.wait([ref], timeout=2.0)[0]:
             step = read_progress(out)
