@@ -29,13 +29,12 @@ TIERS = ("full", "no_checks", "steps", "merged", "answer")
 QUESTION = re.compile(r"Compute ((?:\d+ [+-] )+\d+) \.")
 STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+) \.$")
 
-# A solution is written in one of three styles: its opening, restatements, checks and closing. The styles'
-# lines are the same number of tokens: the text varies, the length does not. When wordings were drawn line by
-# line and differed by up to 5 words, the greedy student blended them or always took the shortest, and its
-# length at generous budgets missed the reference's by that choice (10 tokens at 128), not by budget control.
+# The wordings of one kind of line are the same number of tokens: the text varies, the length does not. When
+# they differed (2 to 5 words), a greedy student always took one wording, and its length at generous budgets
+# missed the reference's by that choice (10 tokens at budget 128), not by its budget control.
+RESTATE = ("So far we have {total} .", "The total is now {total} .", "The running total is {total} .", "Now we are at {total} .")
+CHECK = ("Check : {after} {inverse} {n} = {before} .", "Verify : {after} {inverse} {n} gives {before} .")
 OPENING = ("Let me work through this step by step .", "I will take one number at a time .", "Start from the first number and go on .")
-RESTATE = ("The running total is {total} .", "So far we have {total} .", "Now we are at {total} .")
-CHECK = ("Check : {after} {inverse} {n} = {before} .", "Verify : {after} {inverse} {n} gives {before} .", "Check : {after} {inverse} {n} is {before} .")
 CLOSING = ("So the answer is {answer} .", "The final total is {answer} .", "That leaves us with {answer} .")
 
 
@@ -88,21 +87,20 @@ def parse_question(text: str) -> Problem:
 
 
 def worked_lines(problem: Problem, rng: random.Random, slip_rate: float = 0.0) -> list[str]:
-    """The verbose, self-checking solution, one line per idea, in a style drawn by `rng`. With probability
+    """The verbose, self-checking solution, one line per idea, wording varied by `rng`. With probability
     `slip_rate` one step is miscalculated (by 1 to 3) and the error carries on to the answer."""
     slip_at = rng.randrange(len(problem.ops)) if rng.random() < slip_rate else -1
-    style = rng.randrange(len(OPENING))
-    lines = [OPENING[style]]
+    lines = [rng.choice(OPENING)]
     total = problem.start
     for i, (op, n) in enumerate(problem.ops):
-        lines.append(RESTATE[style].format(total=total))
+        lines.append(rng.choice(RESTATE).format(total=total))
         after = total + n if op == "+" else total - n
         if i == slip_at:
             after += rng.choice([-3, -2, -1, 1, 2, 3])
         lines.append(f"{total} {op} {n} = {after} .")
-        lines.append(CHECK[style].format(after=after, inverse="-" if op == "+" else "+", n=n, before=total))
+        lines.append(rng.choice(CHECK).format(after=after, inverse="-" if op == "+" else "+", n=n, before=total))
         total = after
-    lines.append(CLOSING[style].format(answer=total))
+    lines.append(rng.choice(CLOSING).format(answer=total))
     return lines
 
 
