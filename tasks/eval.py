@@ -20,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 from pydantic import TypeAdapter
 
-from bard_core import contracts
+from bard_core import contracts, tokenizers
 from bard_core import evaluate as stage
 from bard_core.config import BardConfig, EvalModel, variant_config
 from bard_core.errors import BardError
@@ -44,6 +44,7 @@ def key_config(config: BardConfig) -> dict:
         "budget": config.budget.model_dump(mode="json"),
         "verify": config.verify.model_dump(mode="json"),
         "tau": config.reward.tau,
+        "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
     }
 
 

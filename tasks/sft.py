@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
+from bard_core import tokenizers
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from storage.artifacts import ArtifactStore, Manifest, artifact_key
@@ -26,6 +27,7 @@ def key_config(config: BardConfig) -> dict:
     return {
         "student": config.student.model_dump(mode="json"),
         "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
+        "tokenizer": tokenizers.fingerprint(config.student.tokenizer or config.student.model),
     }
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 
-from bard_core import contracts
+from bard_core import contracts, tokenizers
 from bard_core import teacher as stage
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
@@ -32,6 +32,7 @@ def key_config(config: BardConfig) -> dict:
         "teacher": config.teacher.model_dump(mode="json", exclude={"workers"}),
         "budget": config.budget.model_dump(mode="json"),
         "verify": config.verify.model_dump(mode="json"),
+        "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
     }
 
 
