@@ -193,20 +193,3 @@ def assemble_files(config) -> list[str]:
     from storage.artifacts import ArtifactStore
 
     return ArtifactStore(config.home).manifest("assemble", assemble.key(config)).files("sft_dataset")
-
-
-def test_sft_group_by_length_batches_sequences_of_similar_length(trained):
-    """`sft.group_by_length`: far less padding per epoch than random batches (the demo's steps take half the time)."""
-    from bard_core.training.sft_trl import TRLSFTRecipe
-
-    config_path, manifest = trained
-    padding = {}
-    for grouped in (False, True):
-        config = load_config(config_path, [f"sft.group_by_length={grouped}"], home=str(Path(manifest.path).parents[2]))
-        recipe = TRLSFTRecipe(config, assemble_files(config), Path(manifest.path).parent / f"grouped-{grouped}")
-        recipe.setup()
-        batches = list(recipe.trainer.get_train_dataloader())
-        padding[grouped] = sum(int((b["attention_mask"] == 0).sum()) for b in batches)
-        assert sum(len(b["input_ids"]) for b in batches) == len(recipe.trainer.train_dataset)  # every row, once
-        recipe.cleanup()
-    assert padding[True] < 0.5 * padding[False], padding
