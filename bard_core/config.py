@@ -341,9 +341,6 @@ class SFTConfig(Section):
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(4096, ge=16, description="tokens per sequence (prompt + completion); longer are cut")
     packing: bool = Field(False, description="pack several sequences into one (TRL's BFD packing)")
-    group_by_length: bool = Field(
-        False, description="trl: batches of sequences of similar length, in shuffled order (less padding: faster steps)"
-    )
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: str = Field("cosine", description="a transformers scheduler name")
     lr_scheduler_kwargs: dict[str, Any] = Field(

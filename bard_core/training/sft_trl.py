@@ -44,8 +44,7 @@ class TRLSFTRecipe:
             output_dir=str(self.out / "_parts" / "checkpoints"),
             learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
             per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            max_length=cfg.max_length, packing=cfg.packing,
-            train_sampling_strategy="group_by_length" if cfg.group_by_length else "random", warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
+            max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
             lr_scheduler_type=cfg.lr_scheduler, lr_scheduler_kwargs=cfg.lr_scheduler_kwargs, weight_decay=cfg.weight_decay, save_strategy="steps",
             save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
             report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, gradient_checkpointing=cfg.gradient_checkpointing,
