@@ -6,7 +6,7 @@ A problem: a 2-digit start number and 2 to 5 one-digit additions or subtractions
     Compute 43 + 9 - 6 + 9 .
 
 A worked solution is a list of lines, one idea per line, in three kinds the compressor can tell apart:
-restatements ("So far we have 43 ."), steps ("43 + 9 = 52 ."), checks ("Check : 52 - 9 = 43 ."). Its tiers of detail,
+restatements ("We have 43 ."), steps ("43 + 9 = 52 ."), checks ("Check : 52 - 9 = 43 ."). Its tiers of detail,
 most verbose first, drop whole kinds together (per-step tiers did not train in the trials):
 
     full          every restatement, step and check
@@ -29,13 +29,10 @@ TIERS = ("full", "no_checks", "steps", "merged", "answer")
 QUESTION = re.compile(r"Compute ((?:\d+ [+-] )+\d+) \.")
 STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+) \.$")
 
-# The wordings of one kind of line are the same number of tokens: the text varies, the length does not. When
-# they differed (2 to 5 words), a greedy student always took one wording, and its length at generous budgets
-# missed the reference's by that choice (10 tokens at budget 128), not by its budget control.
-RESTATE = ("So far we have {total} .", "The total is now {total} .", "The running total is {total} .", "Now we are at {total} .")
+RESTATE = ("We have {total} .", "So far the total is {total} .", "The running total is {total} .", "Now we are at {total} .")
 CHECK = ("Check : {after} {inverse} {n} = {before} .", "Verify : {after} {inverse} {n} gives {before} .")
-OPENING = ("Let me work through this step by step .", "I will take one number at a time .", "Start from the first number and go on .")
-CLOSING = ("So the answer is {answer} .", "The final total is {answer} .", "That leaves us with {answer} .")
+OPENING = ("Let me work through this step by step .", "I will add and subtract one number at a time .", "Start from the first number .")
+CLOSING = ("So the answer is {answer} .", "The final total is {answer} .", "That gives {answer} .")
 
 
 @dataclass(frozen=True)

@@ -72,19 +72,6 @@ def test_the_committed_tokenizer_is_the_generated_one_and_digits_are_tokens():
     assert "<unk>" not in prompt.tokens, prompt.tokens
 
 
-def test_the_wordings_of_a_line_differ_in_text_not_in_length():
-    # a solution's length is set by its problem and tier alone, so a student that always picks one wording
-    # is not shorter or longer than the reference for it
-    tok = cached_tokenizer(TOKENIZER)
-    fields = {"total": 43, "after": 52, "inverse": "-", "n": 9, "before": 43, "answer": 55}
-    for wordings in (arithmetic.RESTATE, arithmetic.CHECK, arithmetic.OPENING, arithmetic.CLOSING):
-        lengths = set(tok.count([w.format(**fields) for w in wordings]))
-        assert len(set(w.format(**fields) for w in wordings)) == len(wordings) and len(lengths) == 1, wordings
-    p = arithmetic.Problem(43, (("+", 9), ("-", 6), ("+", 9)))
-    full = set(tok.count(["\n".join(arithmetic.worked_lines(p, random.Random(s))) for s in range(20)]))
-    assert len(full) == 1
-
-
 def requests(user: str, seeds=range(1)):
     return [GenerationRequest(uid=f"r{s}", messages=[{"role": "user", "content": user}],
                               sampling=SamplingParams(max_tokens=400, seed=s)) for s in seeds]  # fmt: skip
