@@ -128,3 +128,29 @@ def test_scripted_reference_answers_a_student_prompt_with_the_tier_that_fits():
             assert min(used) > 30, "a large budget gets the most detailed tier"
     with pytest.raises(Exception, match="at most N tokens"):
         reference.generate(requests("Compute 43 + 9 - 6 + 9 ."))
+
+
+def test_the_scripted_engines_output_is_pinned_to_their_model_version():
+    """The scripted engines' rows are keyed by `model` (config), not by their code: a change to what they write
+    must come with a new default `model`, or homes reuse rows the old scripts wrote. This pins the pair."""
+    import hashlib
+
+    config = BudgetConfig()
+    teacher = make_backend(ScriptedBackendConfig(backend="scripted", role="teacher", slip_rate=0.3))
+    compressor = make_backend(ScriptedBackendConfig(backend="scripted", role="compressor", tokenizer=TOKENIZER))
+    from bard_core.budget import add_budget
+
+    reference = make_backend(ScriptedBackendConfig(backend="scripted", role="reference", tokenizer=TOKENIZER))
+    texts = []
+    for p in arithmetic.problems(8, seed=3):
+        (chain,) = teacher.generate(requests(p["question"], seeds=[7]))
+        reasoning = split_thinking(chain.text, config).thinking
+        for budget in (6, 20, 60):
+            user = fill(DEFAULT_COMPRESS_TEMPLATE, question=p["question"], reasoning=reasoning, budget=budget)
+            texts += [chain.text, compressor.generate(requests(user, seeds=[budget]))[0].text]
+            texts.append(reference.generate(requests(add_budget(p["question"], budget, config), seeds=[budget]))[0].text)
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    model = ScriptedBackendConfig.model_fields["model"].default
+    assert (model, digest) == ("scripted-arithmetic-1", "bd5acac1a954e15b"), (
+        f"the scripted engines now write {digest}: bump the default `model` in ScriptedBackendConfig and pin both here"
+    )
