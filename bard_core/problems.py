@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from bard_core.config import ProblemsConfig, ProblemSource
 from bard_core.errors import BardError
+from bard_core.files import sha256_file
 from bard_core.verify import gsm8k_gold, last_boxed
 
 # Bumped whenever the stage's output for the same inputs changes: part of every artifact key.
@@ -253,14 +254,10 @@ def _preview(record: Any) -> str:
 def fingerprint(source: ProblemSource) -> str:
     """What the artifact key must change with beyond the config: the bytes of a file, a package's version."""
     if source.kind in ("jsonl", "aime", "parquet"):
-        digest = hashlib.sha256()
         try:
-            with open(source.path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+            return sha256_file(source.path)
         except OSError as err:
             raise BardError(f"{source.path}: cannot read {source.kind} source: {err.strerror}") from None
-        return digest.hexdigest()
     if source.kind == "hf" and source.path:
         digest = hashlib.sha256()
         for f in sorted(Path(source.path).rglob("*")):

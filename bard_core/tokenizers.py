@@ -139,15 +139,14 @@ def fingerprint(spec: str | None) -> str:
     if not os.path.isfile(path):
         return f"{spec} (not found)"  # the stage that loads it says so, naming the setting
     stat = os.stat(path)
-    return _file_sha256(path, stat.st_mtime_ns, stat.st_size)
+    return _cached_sha256(path, stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=16)
-def _file_sha256(path: str, mtime_ns: int, size: int) -> str:  # the stat fields key the cache: an edit re-hashes
-    import hashlib
+def _cached_sha256(path: str, mtime_ns: int, size: int) -> str:  # the stat fields key the cache: an edit re-hashes
+    from bard_core.files import sha256_file
 
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return sha256_file(path)
 
 
 @lru_cache(maxsize=8)

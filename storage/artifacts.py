@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from bard_core.errors import BardError
+from bard_core.files import sha256_file
 
 MANIFEST = "manifest.json"
 CONFIG = "config.json"
@@ -92,14 +93,6 @@ def read_shards(artifact_dir: str | Path, table: str, count: int) -> list[pa.Tab
     return [pq.read_table(Path(artifact_dir) / shard_name(table, i)) for i in range(count)]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ArtifactStore:
     def __init__(self, home: str | Path):
         self.home = Path(home).expanduser().resolve()
@@ -154,7 +147,7 @@ class ArtifactStore:
                 file = path / rel
                 if not file.exists():
                     raise BardError(f"{stage}: cannot finish artifact {key}: shard {rel} is missing")
-                shard = Shard(path=rel, rows=pq.ParquetFile(file).metadata.num_rows, sha256=_sha256_file(file))
+                shard = Shard(path=rel, rows=pq.ParquetFile(file).metadata.num_rows, sha256=sha256_file(file))
                 shards[table].append(shard)
                 content.update(f"{rel}:{shard.sha256}\n".encode())
         manifest = Manifest(

@@ -1,12 +1,13 @@
 """The demo domain and its scripted teacher and compressor."""
 
+import hashlib
 import random
 from pathlib import Path
 
 import pytest
 
 from bard_core import arithmetic
-from bard_core.budget import count_budget_tokens, split_thinking
+from bard_core.budget import add_budget, count_budget_tokens, split_thinking
 from bard_core.config import DEFAULT_COMPRESS_TEMPLATE, BudgetConfig, VerifyConfig
 from bard_core.generation import GenerationRequest, SamplingParams, ScriptedBackendConfig, make_backend
 from bard_core.prompts import fill
@@ -66,8 +67,6 @@ def test_the_committed_tokenizer_is_the_generated_one_and_digits_are_tokens():
     raw = Tokenizer.from_file(TOKENIZER)
     encoded = raw.encode(text)
     assert "<unk>" not in encoded.tokens and raw.decode(encoded.ids) == text, "exact round trip"
-    from bard_core.budget import add_budget
-
     prompt = raw.encode(add_budget(p.question, 32, BudgetConfig()))
     assert "<unk>" not in prompt.tokens, prompt.tokens
 
@@ -112,8 +111,6 @@ def test_scripted_compressor_returns_the_most_detailed_tier_that_fits():
 
 
 def test_scripted_reference_answers_a_student_prompt_with_the_tier_that_fits():
-    from bard_core.budget import add_budget
-
     config = BudgetConfig()
     tok = cached_tokenizer(TOKENIZER)
     reference = make_backend(ScriptedBackendConfig(backend="scripted", role="reference", tokenizer=TOKENIZER))
@@ -133,13 +130,9 @@ def test_scripted_reference_answers_a_student_prompt_with_the_tier_that_fits():
 def test_the_scripted_engines_output_is_pinned_to_their_model_version():
     """The scripted engines' rows are keyed by `model` (config), not by their code: a change to what they write
     must come with a new default `model`, or homes reuse rows the old scripts wrote. This pins the pair."""
-    import hashlib
-
     config = BudgetConfig()
     teacher = make_backend(ScriptedBackendConfig(backend="scripted", role="teacher", slip_rate=0.3))
     compressor = make_backend(ScriptedBackendConfig(backend="scripted", role="compressor", tokenizer=TOKENIZER))
-    from bard_core.budget import add_budget
-
     reference = make_backend(ScriptedBackendConfig(backend="scripted", role="reference", tokenizer=TOKENIZER))
     texts = []
     for p in arithmetic.problems(8, seed=3):

@@ -116,7 +116,9 @@ def test_served_deployment_runs_from_the_api_and_a_retry_reruns_only_the_failed_
             assert [(r.name, r.state.type) for r in again] == [("eval", StateType.COMPLETED), ("report", StateType.COMPLETED)]
             assert {s: next(home.glob(f"artifacts/{s}/*/manifest.json")).stat().st_mtime_ns for s in DATA_STAGES} == finished
             # bard's own log lines reach the run's logs in the UI (sent in batches: they may come after the state)
-            logs = lambda: [x.message for x in client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run.id]}))]  # noqa: E731
+            def logs() -> list[str]:
+                return [x.message for x in client.read_logs(log_filter=LogFilter(flow_run_id={"any_": [run.id]}))]
+
             wait_for(lambda: any(m.startswith("the report: ") for m in logs()), 60, "the report's path in the logs")
             assert any(m.startswith("assemble: finished artifact") and m.endswith("reused") for m in logs())
 
