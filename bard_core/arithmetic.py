@@ -3,10 +3,10 @@
 A problem: a 2-digit start number and 2 to 5 one-digit additions or subtractions, the running total kept in
 0-99 (the demo trials' setting, ../shared/notes/demo-trials.md: harder variants taught a tiny model nothing).
 
-    Compute 43 + 9 - 6 + 9 .
+    Compute 43 + 9 - 6 + 9 .        (or "What is ... ?", "Find the value of ... .", "Work out the result of ... .")
 
 A worked solution is a list of lines, one idea per line, in three kinds the compressor can tell apart:
-restatements ("We have 43 ."), steps ("43 + 9 = 52 ."), checks ("Check : 52 - 9 = 43 ."). Its tiers of detail,
+restatements ("So far we have 43 ."), steps ("43 + 9 = 52 ."), checks ("Check : 52 - 9 = 43 ."). Its tiers of detail,
 most verbose first, drop whole kinds together (per-step tiers did not train in the trials):
 
     full          every restatement, step and check
@@ -26,13 +26,20 @@ import re
 from dataclasses import dataclass
 
 TIERS = ("full", "no_checks", "steps", "merged", "answer")
-QUESTION = re.compile(r"Compute ((?:\d+ [+-] )+\d+) \.")
+# Questions are phrased several ways, so where the operands sit varies from problem to problem. With one
+# phrasing and the equal-length wordings below, the student often never learned to copy the operators into its
+# steps (3 of 7 runs did); with these, 2 of 2 (bench/demo/copy_probe.py measures it).
+PHRASINGS = ("Compute {expr} .", "What is {expr} ?", "Find the value of {expr} .", "Work out the result of {expr} .")
+QUESTION = re.compile(r"((?:\d+ [+-] )+\d+) [.?]")
 STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+) \.$")
 
-RESTATE = ("We have {total} .", "So far the total is {total} .", "The running total is {total} .", "Now we are at {total} .")
+# The wordings of one kind of line are the same number of tokens: the text varies, the length does not. When
+# they differed (2 to 5 words), a greedy student always took one wording, and its length at generous budgets
+# missed the reference's by that choice (10 tokens at budget 128), not by its budget control.
+RESTATE = ("So far we have {total} .", "The total is now {total} .", "The running total is {total} .", "Now we are at {total} .")
 CHECK = ("Check : {after} {inverse} {n} = {before} .", "Verify : {after} {inverse} {n} gives {before} .")
-OPENING = ("Let me work through this step by step .", "I will add and subtract one number at a time .", "Start from the first number .")
-CLOSING = ("So the answer is {answer} .", "The final total is {answer} .", "That gives {answer} .")
+OPENING = ("Let me work through this step by step .", "I will take one number at a time .", "Start from the first number and go on .")
+CLOSING = ("So the answer is {answer} .", "The final total is {answer} .", "That leaves us with {answer} .")
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,8 @@ class Problem:
     ops: tuple[tuple[str, int], ...]  # ("+", 9), ("-", 6), ...
 
     @property
-    def question(self) -> str:
-        return "Compute " + " ".join([str(self.start)] + [f"{op} {n}" for op, n in self.ops]) + " ."
+    def expression(self) -> str:
+        return " ".join([str(self.start)] + [f"{op} {n}" for op, n in self.ops])
 
     @property
     def answer(self) -> int:
@@ -71,7 +78,8 @@ def problems(size: int, seed: int) -> list[dict]:
     out = []
     for i in range(size):
         p = make_problem(rng)
-        out.append({"uid": f"arith-{seed}-{i}", "question": p.question, "answer": str(p.answer)})
+        question = rng.choice(PHRASINGS).format(expr=p.expression)
+        out.append({"uid": f"arith-{seed}-{i}", "question": question, "answer": str(p.answer)})
     return out
 
 
@@ -155,7 +163,7 @@ PIECES = re.compile(r"<\|im_start\|>|<\|im_end\|>|</?think>|\\boxed\{|\d| ?[A-Za
 def vocabulary(extra_text: str = "") -> list[str]:
     """Every piece the demo's prompts and solutions can contain: words with their leading space, each
     digit, symbols, newlines. `extra_text`: more text to cover (the budget and compression templates)."""
-    words = " ".join(RESTATE + CHECK + OPENING + CLOSING) + " Compute system user assistant Q A"
+    words = " ".join(RESTATE + CHECK + OPENING + CLOSING + PHRASINGS) + " system user assistant Q A"
     # extra_text also after a newline: the budget text follows the question on a line of its own
     pieces = set(PIECES.findall(words + " " + words.replace(" ", "\n") + " " + extra_text + "\n" + extra_text))
     pieces |= set("0123456789") | {" +", " -", " =", " .", " :", " ?", " }", "\n", " ", "\\boxed{", "+", "-", "=", "."}

@@ -104,7 +104,7 @@ class ScriptedBackendConfig(Section):
     backend: Literal["scripted"]
     role: Literal["teacher", "compressor", "reference"]
     model: str = Field(
-        "scripted-arithmetic-1", description="the `model` column of its rows; part of the artifact key, so the version "
+        "scripted-arithmetic-4", description="the `model` column of its rows; part of the artifact key, so the version "
         "in the default changes whenever the scripts do"
     )
     tokenizer: str | None = Field(

@@ -28,7 +28,7 @@ def test_problems_stay_in_range_and_are_seeded():
             assert 1 <= n <= 9
             total = total + n if op == "+" else total - n
             assert 0 <= total <= 99
-        assert arithmetic.parse_question(p.question) == p and p.answer == total
+        assert arithmetic.parse_question(arithmetic.PHRASINGS[1].format(expr=p.expression)) == p and p.answer == total
     assert arithmetic.problems(5, 1) == arithmetic.problems(5, 1) != arithmetic.problems(5, 2)
 
 
@@ -67,8 +67,21 @@ def test_the_committed_tokenizer_is_the_generated_one_and_digits_are_tokens():
     raw = Tokenizer.from_file(TOKENIZER)
     encoded = raw.encode(text)
     assert "<unk>" not in encoded.tokens and raw.decode(encoded.ids) == text, "exact round trip"
-    prompt = raw.encode(add_budget(p.question, 32, BudgetConfig()))
+    prompt = raw.encode(add_budget(arithmetic.PHRASINGS[3].format(expr=p.expression), 32, BudgetConfig()))
     assert "<unk>" not in prompt.tokens, prompt.tokens
+
+
+def test_the_wordings_of_a_line_differ_in_text_not_in_length():
+    # a solution's length is set by its problem and tier alone, so a student that always picks one wording
+    # is not shorter or longer than the reference for it
+    tok = cached_tokenizer(TOKENIZER)
+    fields = {"total": 43, "after": 52, "inverse": "-", "n": 9, "before": 43, "answer": 55}
+    for wordings in (arithmetic.RESTATE, arithmetic.CHECK, arithmetic.OPENING, arithmetic.CLOSING):
+        lengths = set(tok.count([w.format(**fields) for w in wordings]))
+        assert len(set(w.format(**fields) for w in wordings)) == len(wordings) and len(lengths) == 1, wordings
+    p = arithmetic.Problem(43, (("+", 9), ("-", 6), ("+", 9)))
+    full = set(tok.count(["\n".join(arithmetic.worked_lines(p, random.Random(s))) for s in range(20)]))
+    assert len(full) == 1
 
 
 def requests(user: str, seeds=range(1)):
@@ -144,6 +157,6 @@ def test_the_scripted_engines_output_is_pinned_to_their_model_version():
             texts.append(reference.generate(requests(add_budget(p["question"], budget, config), seeds=[budget]))[0].text)
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
     model = ScriptedBackendConfig.model_fields["model"].default
-    assert (model, digest) == ("scripted-arithmetic-1", "bd5acac1a954e15b"), (
+    assert (model, digest) == ("scripted-arithmetic-4", "497ba4de034e9904"), (
         f"the scripted engines now write {digest}: bump the default `model` in ScriptedBackendConfig and pin both here"
     )
