@@ -30,6 +30,10 @@ def test_problems_stay_in_range_and_are_seeded():
             assert 0 <= total <= 99
         assert arithmetic.parse_question(arithmetic.PHRASINGS[1].format(expr=p.expression)) == p and p.answer == total
     assert arithmetic.problems(5, 1) == arithmetic.problems(5, 1) != arithmetic.problems(5, 2)
+    records = arithmetic.problems(200, 0)
+    for r in records:  # every phrasing parses back to a problem with the record's answer
+        assert str(arithmetic.parse_question(r["question"]).answer) == r["answer"], r
+    assert {r["question"].split()[0] for r in records} == {x.split()[0] for x in arithmetic.PHRASINGS}
 
 
 def test_tiers_shrink_and_keep_the_answer():
