@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bard_core.config import DEFAULT_CONFIG, BardConfig, dump_config, load_config
 from bard_core.errors import BardError
@@ -46,29 +47,40 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
     steps = plan(cfg, names)
     recompute = refreshed(names, refresh)
     table = Table("stage", "key", "status")
-    todo = []
+    todo, damaged = [], []
     for label, name, step_cfg in steps:
         key = BUILT[name].key(step_cfg)
-        cached = store.manifest(name, key)
-        if cached and name not in recompute:
-            table.add_row(label, key, f"cached ({cached.rows()} rows)")
+        status = store.status(name, key)
+        if name in recompute:
+            todo.append((label, name, step_cfg))
+            table.add_row(label, key, "refresh")
+        elif status.damage:
+            damaged.append(status)
+            table.add_row(label, key, Text(f"damaged: {status.damage}; rerun with --refresh {name}", style="red"))
+        elif status.intact:
+            table.add_row(label, key, f"cached ({status.manifest.rows()} rows)")
         else:
             todo.append((label, name, step_cfg))
-            table.add_row(label, key, "refresh" if name in recompute else "to run")
+            table.add_row(label, key, "to run")
     console.print(table)
     if dry_run:
+        for status in damaged:  # in full, unwrapped: the table's cell may be cut to the terminal's width
+            console.print(str(status.error()), style="red", markup=False, soft_wrap=True, highlight=False)
         _print_jobs(todo)
         return
+    if damaged:  # a damaged artifact is neither reused nor silently rebuilt over: the user chooses with --refresh
+        raise damaged[0].error()
     if not todo:
         _register(cfg, names)
         console.print(f"[green]All {len(steps)} stage(s) cached: nothing to run.[/] Artifacts under {store.root}")
         return
 
     from flows.pipeline import pipeline_flow
+    from flows.prefect_api import ensure_prefect_api
 
     for _, name, step_cfg in todo:
         BUILT[name].check(step_cfg)
-    check_prefect_server()
+    ensure_prefect_api(store.home / "logs")
     started = time.perf_counter()
     profile, overrides = source
     manifests = pipeline_flow(config=str(profile or DEFAULT_CONFIG), overrides=overrides, stages=names, refresh=refresh,
@@ -80,22 +92,6 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
     console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
     if "report" in manifests:
         console.print(f"The report: {manifests['report'].stats['report']}")
-
-
-def check_prefect_server() -> None:
-    """With PREFECT_API_URL set, the server must answer: fail at once with what to do, not after Prefect's retries."""
-    import urllib.request
-
-    from prefect.settings import PREFECT_API_URL
-
-    url = PREFECT_API_URL.value()
-    if not url:
-        return  # Prefect's ephemeral API, started for this run
-    try:
-        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10).read()
-    except OSError as err:
-        raise BardError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({err}): start it (`bard ui`) "
-                        "or unset PREFECT_API_URL to run on Prefect's ephemeral API") from None  # fmt: skip
 
 
 def _register(cfg: BardConfig, names: list[str]) -> None:
@@ -120,7 +116,11 @@ def _print_jobs(todo: list[tuple[str, str, BardConfig]]) -> None:
             continue
         out = ArtifactStore(cfg.home).artifact_dir(name, BUILT[name].key(cfg))
         where = job_server_address(cfg.ray) or "the local Ray job server"
-        console.print(f"\n# {label}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}", markup=False)
+        # ray.secret_env by name only: their values are read when the job is submitted, and never shown
+        secrets = ", ".join(n + ("" if os.environ.get(n) else " (not set)") for n in cfg.ray.secret_env)
+        console.print(f"\n# {label}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}"
+                      + (f", secret env {secrets} (read from the environment when submitted)" if secrets else ""),
+                      markup=False)  # fmt: skip
         console.print(BUILT[name].openrlhf_command(cfg, out), markup=False, soft_wrap=True, highlight=False)
 
 
@@ -174,16 +174,22 @@ def artifacts(
     config: Optional[Path] = ConfigOpt,
     home: Optional[str] = HomeOpt,
 ) -> None:
-    """List finished artifacts, oldest first."""
+    """List finished artifacts, oldest first, each checked (its shards exist with their recorded sizes)."""
     ctx.obj = _load(config, [], home)
     if ctx.invoked_subcommand:
         return
     from storage.artifacts import ArtifactStore
 
-    table = Table("stage", "key", "rows", "created", "path")
-    for m in ArtifactStore(ctx.obj.home).list(stage):
-        table.add_row(m.stage, m.key, str(m.rows()), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created_at)), m.path)
+    table = Table("stage", "key", "rows", "status", "created", "path")
+    statuses = ArtifactStore(ctx.obj.home).list(stage)
+    for s in statuses:
+        m = s.manifest  # None when the manifest itself is unreadable: the row still says which artifact
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created_at)) if m else "?"
+        table.add_row(s.stage, s.key, str(m.rows()) if m else "?", "damaged" if s.damage else "ok", created, str(s.path))
     console.print(table)
+    for s in statuses:  # the reasons in full, below the table (its cells are cut to the terminal's width)
+        if s.damage:
+            console.print(str(s.error()), style="red", markup=False, soft_wrap=True, highlight=False)
 
 
 @artifacts_app.command("show")
@@ -192,6 +198,29 @@ def artifacts_show(ctx: typer.Context, key: str = typer.Argument(..., help="An a
     from storage.artifacts import ArtifactStore
 
     print(ArtifactStore(ctx.obj.home).find(key).model_dump_json(indent=2))
+
+
+@artifacts_app.command("verify")
+def artifacts_verify(
+    ctx: typer.Context,
+    key: Optional[str] = typer.Argument(None, help="An artifact key or a prefix (default: every artifact)."),
+) -> None:
+    """Re-read every shard: its sha256 and row count must be the manifest's. One line per artifact; exit 1 if any
+    is damaged."""
+    from storage.artifacts import ArtifactStore
+
+    store = ArtifactStore(ctx.obj.home)
+    found = store.list(key_prefix=key or "")
+    if key and not found:
+        raise BardError(f"no finished artifact with key {key!r} under {store.root}")
+    damaged = 0
+    for s in found:
+        s = store.verify(s.stage, s.key)
+        damaged += bool(s.damage)
+        line = f"{s.stage} {s.key} " + (f"damaged: {s.damage}" if s.damage else f"ok ({s.manifest.rows()} rows)")
+        console.print(line, style="red" if s.damage else None, markup=False, soft_wrap=True, highlight=False)
+    if damaged:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -346,6 +375,7 @@ def serve(
     PREFECT_API_URL names: schedules fire and runs started from the UI execute here. Run from the repository root."""
     from deployments.serve import DEPLOYMENTS_FILE
     from deployments.serve import serve as serve_deployments
+    from flows.prefect_api import check_prefect_server
 
     check_prefect_server()
     serve_deployments(file or DEPLOYMENTS_FILE, limit)

@@ -19,7 +19,6 @@ BARD = str(Path(sys.executable).with_name("bard"))
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bard-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
