@@ -231,29 +231,47 @@ def query(
     home: Optional[str] = HomeOpt,
 ) -> None:
     """Query the datasets with DuckDB SQL. Views: problems, problems_rejected, ... and tables artifacts, lineage."""
+    import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from storage.artifacts import ArtifactStore
     from storage.query import run_query
 
+    if fmt not in ("table", "csv", "json", "parquet"):
+        raise BardError(f"unknown --format {fmt!r}: choose table, csv, json or parquet")
+    if fmt == "parquet" and not out:
+        raise BardError("--format parquet needs --out FILE")
     cfg = _load(None, [], home)
+    if out:
+        out = out.expanduser().resolve()
+        if out.is_dir():
+            raise BardError(f"--out {out} is a folder: give a file name")
+        if not out.parent.is_dir():
+            raise BardError(f"--out {out}: its folder {out.parent} does not exist")
+        if out.is_relative_to(ArtifactStore(cfg.home).root):
+            raise BardError(f"--out {out} is inside the artifact store: artifacts are written by their stages only")
     result = run_query(Path(cfg.home), sql)
     if fmt == "parquet":
-        if not out:
-            raise BardError("--format parquet needs --out FILE")
         pq.write_table(result, out)
     elif fmt == "csv":
+        nested = [f.name for f in result.schema if pa.types.is_nested(f.type)]
+        if nested:
+            raise BardError(f"--format csv cannot hold the list or struct column {', '.join(nested)}: select "
+                            f"to_json({nested[0]}) instead, or use --format json or parquet")  # fmt: skip
         pacsv.write_csv(result, out or sys.stdout.buffer)
     elif fmt == "json":
         text = "\n".join(json.dumps(row, default=str, ensure_ascii=False) for row in result.to_pylist())
         (out.write_text(text + "\n") if out else print(text))
-    elif fmt == "table":
+    else:
         table = Table(*result.column_names)
         for row in result.to_pylist():
             table.add_row(*("" if v is None else str(v) for v in row.values()))
-        Console(file=open(out, "w")) .print(table) if out else console.print(table)
-    else:
-        raise BardError(f"unknown --format {fmt!r}: choose table, csv, json or parquet")
+        if out:
+            with out.open("w") as file:
+                Console(file=file, width=200).print(table)
+        else:
+            console.print(table)
 
 
 def _eval_manifest(cfg: BardConfig, key: Optional[str]):
