@@ -20,7 +20,7 @@ from bard_core.errors import BardError
 
 app = typer.Typer(help="bard: Budget-Aware Reasoning Distillation pipeline.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
-artifacts_app = typer.Typer(help="List finished artifacts, or show one.", invoke_without_command=True)
+artifacts_app = typer.Typer(help="List finished artifacts (each checked), show one, or verify their shards.", invoke_without_command=True)
 export_app = typer.Typer(help="Write files other tools consume.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(artifacts_app, name="artifacts")

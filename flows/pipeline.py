@@ -64,10 +64,12 @@ def pipeline_flow(
     store = ArtifactStore(cfg.home)
     manifests = {}
     for label, name, step_cfg in plan(cfg, names):
-        finished = store.manifest(name, BUILT[name].key(step_cfg))
-        if finished and name not in recompute:
+        finished = store.status(name, BUILT[name].key(step_cfg))
+        if finished.damage and name not in recompute:
+            raise finished.error()  # never reused, never silently built over: --refresh rebuilds it
+        if finished.intact and name not in recompute:
             log.info("%s: finished artifact %s reused", label, finished.key)
-            manifests[label] = finished
+            manifests[label] = finished.manifest
             continue
         try:
             manifests[label] = STAGE_FLOWS[name].with_options(flow_run_name=label)(step_cfg, refresh=name in recompute)

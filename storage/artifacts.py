@@ -8,6 +8,10 @@
 `key = sha256(stage, stage version, stage config, input keys)`: the same inputs give the same key,
 so a finished stage is skipped, and a stage killed midway finds its committed shards and runs only
 the missing ones. `<home>` is a local or shared (NFS-style) path that every Ray worker can reach.
+
+A finished artifact is checked, not trusted: `ArtifactStore.status` is the one place that says whether it is
+missing (never finished), damaged (unreadable manifest, a shard missing or of another size) or intact, and
+`ArtifactStore.verify` also re-hashes and re-counts every shard.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import json
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bard_core.errors import BardError
 from bard_core.files import sha256_file
@@ -41,6 +46,7 @@ class Shard(BaseModel):
     path: str  # relative to the artifact directory
     rows: int
     sha256: str
+    size: int | None = None  # bytes; None in manifests written before sizes were recorded (checked by existence)
 
 
 class Manifest(BaseModel):
@@ -63,6 +69,70 @@ class Manifest(BaseModel):
 
     def files(self, table: str) -> list[str]:
         return [str(Path(self.path) / s.path) for s in self.tables[table]]
+
+
+@dataclass(frozen=True)
+class Status:
+    """What an artifact directory holds: missing (no manifest: never finished), damaged, or intact."""
+
+    stage: str
+    key: str
+    path: Path
+    manifest: Manifest | None = None  # None when missing, or when the manifest itself is unreadable
+    damage: str | None = None  # why it must not be reused, naming the file
+
+    @property
+    def intact(self) -> bool:
+        return self.manifest is not None and self.damage is None
+
+    def error(self) -> BardError:
+        return BardError(f"{self.stage} artifact {self.key} ({self.path}) is damaged: {self.damage}; "
+                         f"rerun with --refresh {self.stage} to rebuild it")  # fmt: skip
+
+
+def _read_manifest(path: Path) -> tuple[Manifest | None, str | None]:
+    """The manifest at `path`, re-pointed at the directory it lies in (so a moved or copied home still works),
+    or why it cannot be read."""
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        what = "empty" if not path.stat().st_size else "truncated or not a manifest"
+        return None, f"{path.name} is unreadable ({what}): {where + ': ' if where else ''}{first['msg']}"
+    except OSError as err:
+        return None, f"{path.name} is unreadable: {err.strerror}"
+    return manifest.model_copy(update={"path": str(path.parent)}), None
+
+
+def check_shards(manifest: Manifest) -> str | None:
+    """The cheap check, done before every reuse: every listed shard exists with its recorded size."""
+    for shards in manifest.tables.values():
+        for shard in shards:
+            file = Path(manifest.path) / shard.path
+            try:
+                size = file.stat().st_size
+            except FileNotFoundError:
+                return f"shard {shard.path} is missing"
+            if shard.size is not None and size != shard.size:
+                return f"shard {shard.path} is {size} bytes, the manifest records {shard.size}"
+    return None
+
+
+def verify_shards(manifest: Manifest) -> str | None:
+    """The full check (`bard artifacts verify`): every shard's sha256 and row count are those recorded."""
+    for shards in manifest.tables.values():
+        for shard in shards:
+            file = Path(manifest.path) / shard.path
+            try:
+                rows = pq.ParquetFile(file).metadata.num_rows
+            except (pa.ArrowException, OSError) as err:
+                return f"shard {shard.path} is not a readable Parquet file: {' '.join(str(err).split())}"
+            if rows != shard.rows:
+                return f"shard {shard.path} has {rows} rows, the manifest records {shard.rows}"
+            if sha256_file(file) != shard.sha256:
+                return f"shard {shard.path}: its sha256 differs from the manifest's"
+    return None
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -101,28 +171,47 @@ class ArtifactStore:
     def artifact_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def status(self, stage: str, key: str) -> Status:
+        """Is this artifact finished and intact? The one answer every reuse of an artifact goes by."""
+        path = self.artifact_dir(stage, key)
+        if not (path / MANIFEST).exists():
+            return Status(stage, key, path)
+        manifest, damage = _read_manifest(path / MANIFEST)
+        if manifest is not None:
+            damage = check_shards(manifest)
+        return Status(stage, key, path, manifest, damage)
+
+    def verify(self, stage: str, key: str) -> Status:
+        """`status`, and then every shard's sha256 and row count (reads every byte)."""
+        status = self.status(stage, key)
+        if not status.intact:
+            return status
+        return Status(stage, key, status.path, status.manifest, verify_shards(status.manifest))
+
     def manifest(self, stage: str, key: str) -> Manifest | None:
-        """The finished artifact, or None if it was never completed."""
-        path = self.artifact_dir(stage, key) / MANIFEST
-        if not path.exists():
-            return None
-        return Manifest.model_validate_json(path.read_text())
+        """The finished artifact, or None if it was never completed; a damaged one is an error, never reused."""
+        status = self.status(stage, key)
+        if status.damage:
+            raise status.error()
+        return status.manifest
+
+    def list(self, stage: str | None = None, key_prefix: str = "") -> list[Status]:
+        """Every artifact with a manifest (intact or damaged) whose key starts with `key_prefix`, oldest first."""
+        dirs = self.root.glob(f"{stage or '*'}/{key_prefix}*/{MANIFEST}") if self.root.exists() else []
+        statuses = [self.status(p.parent.parent.name, p.parent.name) for p in dirs]
+        # A damaged manifest has no created_at: the file's own time stands in for it.
+        return sorted(statuses, key=lambda s: s.manifest.created_at if s.manifest else (s.path / MANIFEST).stat().st_mtime)
 
     def find(self, key_prefix: str) -> Manifest:
-        """A finished artifact by (a unique prefix of) its key, in any stage."""
-        hits = sorted(self.root.glob(f"*/{key_prefix}*/{MANIFEST}")) if self.root.exists() else []
+        """A finished, intact artifact by (a unique prefix of) its key, in any stage."""
+        hits = self.list(key_prefix=key_prefix) if key_prefix else []
         if not hits:
             raise BardError(f"no finished artifact with key {key_prefix!r} under {self.root}")
         if len(hits) > 1:
-            raise BardError(f"key prefix {key_prefix!r} is ambiguous: {', '.join(h.parent.name for h in hits)}")
-        return Manifest.model_validate_json(hits[0].read_text())
-
-    def list(self, stage: str | None = None) -> list[Manifest]:
-        if not self.root.exists():
-            return []
-        pattern = f"{stage or '*'}/*/{MANIFEST}"
-        manifests = [Manifest.model_validate_json(p.read_text()) for p in self.root.glob(pattern)]
-        return sorted(manifests, key=lambda m: m.created_at)
+            raise BardError(f"key prefix {key_prefix!r} is ambiguous: {', '.join(h.key for h in hits)}")
+        if hits[0].damage:
+            raise hits[0].error()
+        return hits[0].manifest
 
     def begin(self, stage: str, key: str, config: dict, inputs: dict[str, str]) -> Path:
         """Create (or reopen, to resume) the artifact directory and record what it is built from."""
@@ -147,7 +236,8 @@ class ArtifactStore:
                 file = path / rel
                 if not file.exists():
                     raise BardError(f"{stage}: cannot finish artifact {key}: shard {rel} is missing")
-                shard = Shard(path=rel, rows=pq.ParquetFile(file).metadata.num_rows, sha256=sha256_file(file))
+                shard = Shard(path=rel, rows=pq.ParquetFile(file).metadata.num_rows, sha256=sha256_file(file),
+                              size=file.stat().st_size)
                 shards[table].append(shard)
                 content.update(f"{rel}:{shard.sha256}\n".encode())
         manifest = Manifest(

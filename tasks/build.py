@@ -33,7 +33,10 @@ def build_artifact(
     with artifact_lock(store.home, stage, key, config.lock_timeout_s):
         if refresh:
             shutil.rmtree(store.artifact_dir(stage, key), ignore_errors=True)
-        manifest = store.manifest(stage, key)
+        status = store.status(stage, key)
+        if status.damage:  # never reused, never silently built over: --refresh rebuilds it
+            raise status.error()
+        manifest = status.manifest
         if manifest:
             log.info("%s: cached artifact %s (%d rows)", stage, key, manifest.rows())
         else:
