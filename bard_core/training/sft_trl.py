@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from bard_core.config import BardConfig
+from bard_core.errors import BardError
 from bard_core.student import load_model, load_tokenizer
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
@@ -32,24 +33,29 @@ class TRLSFTRecipe:
         cfg = self.config.sft
         torch.set_num_threads(cfg.num_threads)
         on_gpu = torch.cuda.is_available()
-        self.tokenizer = load_tokenizer(self.config.student)
-        self.model = load_model(self.config.student, self.tokenizer)
+        # The data and the settings are checked before the model loads. What fails there is the config's
+        # (a BardError): the stage is not retried, since the same config would fail the same way.
         data = load_dataset("parquet", data_files=self.data_files, split="train", cache_dir=str(self.out / "_parts" / "hf_cache"))
         kinds = set(cfg.kinds)
         data = data.filter(lambda split, kind: split == "train" and kind in kinds, input_columns=["split", "kind"])
         if len(data) == 0:
-            raise ValueError(f"sft: no train rows of kind {cfg.kinds} in {self.data_files[0]} (columns split, kind)")
+            raise BardError(f"sft: no train rows of kind {cfg.kinds} in {self.data_files[0]} (columns split, kind)")
         data = data.select_columns(["prompt", "completion"])
-        args = SFTConfig(
-            output_dir=str(self.out / "_parts" / "checkpoints"),
-            learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-            per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-            max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
-            lr_scheduler_type=cfg.lr_scheduler, lr_scheduler_kwargs=cfg.lr_scheduler_kwargs, weight_decay=cfg.weight_decay, save_strategy="steps",
-            save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
-            report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, gradient_checkpointing=cfg.gradient_checkpointing,
-            use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        )  # fmt: skip
+        try:
+            args = SFTConfig(
+                output_dir=str(self.out / "_parts" / "checkpoints"),
+                learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+                per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
+                lr_scheduler_type=cfg.lr_scheduler, lr_scheduler_kwargs=cfg.lr_scheduler_kwargs, weight_decay=cfg.weight_decay, save_strategy="steps",
+                save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
+                report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, gradient_checkpointing=cfg.gradient_checkpointing,
+                use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+            )  # fmt: skip
+        except ValueError as err:  # TRL's and transformers' own checks, e.g. an unknown lr_scheduler
+            raise BardError(f"sft: the trainer refuses these settings: {err}") from None
+        self.tokenizer = load_tokenizer(self.config.student)
+        self.model = load_model(self.config.student, self.tokenizer)
         # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")
         self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)

@@ -1,8 +1,11 @@
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bard_core.config import DEFAULT_CONFIG, BardConfig, ConfigError, load_config
+from tests.conftest import BARD
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -122,3 +125,48 @@ def test_ray_resources_per_stage_override_the_stage_defaults(tmp_path):
         load_config(write(tmp_path, "ray:\n  resources:\n    teachr: {num_gpus: 1}\n"))
     with pytest.raises(ConfigError, match="orchestration.retries"):
         load_config(write(tmp_path, "orchestration: {retries: -1}\n"))
+
+
+def test_a_byte_order_mark_opening_the_config_is_not_data(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfproblems:\n  shard_rows: 5\n")
+    assert load_config(path).problems.shard_rows == 5
+
+
+UNREADABLE_CONFIGS = [  # (file name, bytes or None for a directory, what the one error says)
+    ("dir.yaml", None, "is a directory, not a config file"),
+    ("latin1.yaml", "problems:\n  shard_rows: 5\n# café\n".encode("latin-1"), "not UTF-8 text (line 3"),
+    ("syntax.yaml", b"problems:\n  shard_rows: [1, 2\n", "line 3, column 1: not valid YAML: expected ',' or ']'"),
+    ("list.yaml", b"- problems\n- sft\n", "the top level must be a mapping of sections, not a list"),
+    ("deep.yaml", b"a: " + b"[" * 100_000, "not valid YAML: nested too deeply"),
+    ("bigint.yaml", b"sft:\n  seed: " + b"9" * 5000 + b"\n", "Exceeds the limit (4300 digits)"),
+    ("extends_dir.yaml", b"extends: .\n", "is a directory, not a config file (extended by"),
+    ("extends_list.yaml", b"extends: [a.yaml]\n", "extends: expected the file name of another profile"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", UNREADABLE_CONFIGS, ids=[c[0] for c in UNREADABLE_CONFIGS])
+def test_an_unreadable_config_is_one_error_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.mkdir() if content is None else path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(tmp_path) in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize("name, content, message", [UNREADABLE_CONFIGS[i] for i in (0, 1, 2)],
+                         ids=[UNREADABLE_CONFIGS[i][0] for i in (0, 1, 2)])
+def test_the_cli_prints_an_unreadable_config_as_one_error_line(tmp_path, name, content, message):
+    """`bard config show --config DIR`: `error: ...`, exit 1, no traceback."""
+    path = tmp_path / name
+    path.mkdir() if content is None else path.write_bytes(content)
+    done = subprocess.run([BARD, "config", "show", "--config", str(path)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "400"})  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and message in done.stderr and str(path) in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_set_value_yaml_cannot_hold_is_one_error():
+    with pytest.raises(ConfigError, match="--set 'sft.seed=9999"):
+        load_config(None, ["sft.seed=" + "9" * 5000])

@@ -172,3 +172,96 @@ def test_gzipped_jsonl_and_fingerprint_follows_content(tmp_path):
     with gzip.open(path, "wt") as f:
         f.write(json.dumps({"question": "1+2?", "answer": "4"}) + "\n")
     assert stage.fingerprint(src) != before
+
+
+DEEP = b"[" * 200_000 + b"]" * 200_000
+HOSTILE_LINES = [
+    (b'{"question": "first?", "answer": "1"}', None),
+    (b'{"question": "big?", "answer": ' + b"7" * 5000 + b"}", "Exceeds the limit (4300 digits)"),
+    (b'{"question": "deep?", "answer": "1", "x": ' + DEEP + b"}", "nested too deeply"),
+    (DEEP, "nested too deeply"),
+    (b'"just a string"', "expected a JSON object, got str"),
+    (b"42", "expected a JSON object, got int"),
+    (b"null", "expected a JSON object, got NoneType"),
+    (b'{"question": NaN, "answer": "1"}', "'question' is not a finite number"),
+    (b'{"question": "inf?", "answer": 1e999}', "'answer' is not a finite number"),
+    (b'{"question": "lone \\ud800 surrogate", "answer": "1"}', "'question' holds a lone surrogate"),
+    (b'{"question": "q?", "answer": "1", "note": "\\udfff"}', "'meta' holds a lone surrogate"),
+    (b'{"question": "q?", "answer": "1", "uid": ["a", "list"]}', "wrong type for 'uid'"),
+    (b'\xef\xbb\xbf{"question": "bom mid-file?", "answer": "1"}', "Unexpected UTF-8 BOM"),
+    (b"\xff\xfe{}", "not valid UTF-8"),
+    (b'{"question": "last?", "answer": "2"}', None),
+]
+
+
+def test_hostile_lines_are_rejected_rows_and_the_stage_goes_on(tmp_path):
+    """Every way one line can break the reading is that line's rejected row (file, line, reason), never the stage's
+    exception: huge integers (ValueError), deep nesting (RecursionError), lone surrogates that UTF-8 cannot store."""
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"\n".join(line for line, _ in HOSTILE_LINES) + b"\n   \n")
+    problems, rejected = run({"kind": "jsonl", "path": str(path)}, shard_rows=5)
+    assert [p["question"] for p in problems] == ["first?", "last?"]
+    expected = {n: why for n, (_, why) in enumerate(HOSTILE_LINES, 1) if why}
+    got = {r["line"]: r["reason"] for r in rejected}
+    assert set(got) == set(expected), "a whitespace-only line is not a row"
+    for line, why in expected.items():
+        assert why in got[line], (line, got[line])
+    assert all(r["file"] == str(path) for r in rejected)
+    assert contracts_roundtrip(problems, rejected)
+
+
+def contracts_roundtrip(problems: list[dict], rejected: list[dict]) -> bool:
+    """The rows can be stored as the contract's Parquet (a lone surrogate in any of them could not)."""
+    from bard_core import contracts
+
+    contracts.to_table([{k: v for k, v in p.items() if not k.startswith("_")} for p in problems], contracts.PROBLEMS)
+    contracts.to_table(rejected, contracts.PROBLEMS_REJECTED)
+    return True
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_byte_order_mark_opening_the_file_is_not_data(tmp_path, gz):
+    text = "\ufeff" + json.dumps({"question": "café?", "answer": "1"}) + "\n" + json.dumps({"question": "b?", "answer": 2})
+    path = tmp_path / ("bom.jsonl.gz" if gz else "bom.jsonl")
+    if gz:
+        with gzip.open(path, "wb") as f:
+            f.write(text.encode("utf-8"))
+    else:
+        path.write_bytes(text.encode("utf-8"))
+    problems, rejected = run({"kind": "jsonl", "path": str(path)})
+    assert rejected == []
+    assert [p["question"] for p in problems] == ["café?", "b?"]
+
+
+def test_parquet_without_the_columns_or_of_the_wrong_type_fails_once_naming_file_and_column(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"q": ["1+1?"], "a": ["2"]}), path)
+    with pytest.raises(BardError, match=r"p.parquet: no column 'question' for the question \(columns: q, a\)"):
+        stage.plan(ProblemsConfig(sources=[ProblemSource(kind="parquet", path=str(path))]))
+    pq.write_table(pa.table({"question": [["a", "list"]], "answer": ["2"]}), path)
+    with pytest.raises(BardError, match=r"p.parquet: column 'question' \(question\) holds list<"):
+        stage.plan(ProblemsConfig(sources=[ProblemSource(kind="parquet", path=str(path))]))
+
+
+def test_a_parquet_row_python_cannot_hold_is_a_rejected_row(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({
+        "question": ["1+1?", "2+2?", "3+3?", "nan?"],
+        "answer": [2.0, 4.0, 6.0, float("nan")],
+        "when": pa.array([0, 10**12, 0, 0], pa.timestamp("s")),  # the second is past year 9999
+    }), path)
+    problems, rejected = run({"kind": "parquet", "path": str(path)})
+    assert [p["question"] for p in problems] == ["1+1?", "3+3?"]
+    assert [(r["line"], r["field"]) for r in rejected] == [(2, ""), (4, "answer")]
+    assert "cannot convert the row" in rejected[0]["reason"] and "not a finite number" in rejected[1]["reason"]
+
+
+def test_a_source_that_breaks_after_the_plan_fails_naming_the_file(tmp_path):
+    path = tmp_path / "g.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("".join(json.dumps({"question": f"{i}+1?", "answer": i + 1}) + "\n" for i in range(50)))
+    cfg = ProblemsConfig(sources=[ProblemSource(kind="jsonl", path=str(path))])
+    specs = stage.plan(cfg)
+    path.write_bytes(path.read_bytes()[:60])  # truncated since: the gzip stream ends early
+    with pytest.raises(BardError, match=r"g.jsonl.gz.*: cannot read the jsonl source: EOFError"):
+        stage.build_shard(specs[0], cfg)

@@ -67,3 +67,44 @@ def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local):
     assert resumed["content_hash"] == fresh["content_hash"]
     assert resumed["tables"] == fresh["tables"]
     assert sum(s["rows"] for s in resumed["tables"]["problems"]) == 60_000
+
+
+def test_hostile_lines_are_rejected_rows_on_ray_and_the_stage_finishes(tmp_path, ray_local):
+    """Each of these lines failed the whole stage in its Ray worker (ValueError, RecursionError, or a
+    UnicodeEncodeError when the shard was written): now each is a rejected row, and the BOM is not data."""
+    source = tmp_path / "hostile.jsonl"
+    source.write_bytes(b"\n".join([
+        b'\xef\xbb\xbf{"question": "first?", "answer": "1"}',
+        b'{"question": "big?", "answer": ' + b"7" * 5000 + b"}",
+        b'{"question": "deep?", "answer": "1", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+        b'{"question": "lone \\ud800?", "answer": "1"}',
+        b'{"question": "last?", "answer": "2"}',
+    ]) + b"\n")
+    cfg = config_for(tmp_path, source, **{"problems.shard_rows": 2})
+    manifest = problems.build(cfg)
+    assert manifest.rows("problems") == 2 and manifest.rows("problems_rejected") == 3
+    rejected = run_query(cfg.home, "select line, reason from problems_rejected order by line").to_pylist()
+    assert [r["line"] for r in rejected] == [2, 3, 4]
+    assert "4300 digits" in rejected[0]["reason"] and "nested too deeply" in rejected[1]["reason"]
+    assert "lone surrogate" in rejected[2]["reason"]
+
+
+def test_a_source_unreadable_in_a_ray_worker_fails_naming_the_file(tmp_path, ray_local):
+    """Not `RayTaskError(EOFError)`: one BardError naming the file and the last line read."""
+    import gzip
+
+    import pytest
+
+    from bard_core import problems as stage
+    from bard_core.errors import BardError
+    from tasks.ray_runtime import run_shards
+
+    source = tmp_path / "p.jsonl.gz"
+    with gzip.open(source, "wt") as f:
+        f.write("".join(json.dumps({"question": f"{i}+1?", "answer": i + 1}) + "\n" for i in range(50)))
+    cfg = config_for(tmp_path, source)
+    specs = stage.plan(cfg.problems)
+    source.write_bytes(source.read_bytes()[:60])  # truncated after the plan, as a file being rewritten is
+    with pytest.raises(BardError, match=r"p.jsonl.gz.*: cannot read the jsonl source: EOFError") as err:
+        run_shards(problems._build_shard, specs[:1], cfg.problems, str(tmp_path / "out"), label="problems")
+    assert "Traceback" not in str(err.value)
