@@ -511,6 +511,16 @@ class StageResources(Section):
     num_gpus: float | None = Field(None, ge=0)
 
 
+# A variable whose name has one of these words (or ends with one: APIKEY, PGPASSWORD) holds a secret: its value
+# must not sit in `ray.runtime_env.env_vars`, which is printed, written beside artifacts and stored by Prefect.
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS")
+
+
+def looks_secret(name: str) -> bool:
+    """WANDB_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY: yes. TOKENIZERS_PARALLELISM, NCCL_DEBUG: no."""
+    return any(part.endswith(SECRET_WORDS) for part in name.upper().split("_"))
+
+
 class RayConfig(Section):
     address: str | None = Field(None, description="attach to a cluster; default RAY_ADDRESS, else a local ray.init")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default: all")
@@ -519,8 +529,13 @@ class RayConfig(Section):
         "else RAY_ADDRESS",
     )  # fmt: skip
     runtime_env: dict[str, Any] = Field(
-        {}, description="Ray runtime env of submitted jobs (pip, env_vars, ...); bard adds the tokenizer env var"
-    )
+        {}, description="Ray runtime env of submitted jobs (pip, env_vars, ...); bard adds the tokenizer env var. "
+        "env_vars holds plain values only: names that look secret (*KEY*, *TOKEN*, ...) are refused, see secret_env",
+    )  # fmt: skip
+    secret_env: list[str] = Field(
+        [], description="names of environment variables (WANDB_API_KEY, HF_TOKEN) that submitted jobs get: their "
+        "values are read from bard's environment when a job is submitted, and never written, printed or stored",
+    )  # fmt: skip
     job_poll_s: float = Field(5.0, gt=0, description="how often a submitted job's status and logs are read")
     resources: dict[str, StageResources] = Field(
         {}, description="per stage (problems, teacher, compress, eval, sft, grpo): CPUs and GPUs of each unit of work; "
@@ -532,6 +547,27 @@ class RayConfig(Section):
         unknown = sorted(set(self.resources) - set(STAGES))
         if unknown:
             raise ValueError(f"resources: unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+        return self
+
+    @model_validator(mode="after")
+    def _secrets_by_name(self) -> "RayConfig":
+        """Refuse a secret's value in the config (the messages name variables, never show values)."""
+        env_vars = self.runtime_env.get("env_vars", {})
+        if not isinstance(env_vars, dict):
+            raise ValueError("runtime_env.env_vars: expected a mapping of variable names to values")
+        secret = sorted(name for name in env_vars if looks_secret(str(name)))
+        if secret:
+            raise ValueError(
+                f"runtime_env.env_vars: {', '.join(secret)} looks like a secret, and a value here is printed, written "
+                f"beside the artifact and stored by Prefect; list the name in ray.secret_env instead "
+                f"(`secret_env: [{', '.join(secret)}]`) and set the variable in the environment that runs bard"
+            )  # fmt: skip
+        bad = [i for i, name in enumerate(self.secret_env) if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
+        if bad:  # not shown: it may be the value itself
+            raise ValueError(f"secret_env[{bad[0]}] is not an environment variable name: give the name, never the value")
+        both = sorted(set(self.secret_env) & set(env_vars))
+        if both:
+            raise ValueError(f"secret_env: {', '.join(both)} is also in runtime_env.env_vars; keep it in one place")
         return self
 
     def for_stage(self, stage: str, **defaults: float) -> dict[str, float]:
@@ -617,7 +653,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: expected key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: an integer of over 4300 digits
         raise ConfigError(f"--set {item!r}: the value is not valid YAML/JSON: {err}") from None
     return key.strip().split("."), value
 
@@ -647,20 +683,53 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
+def _read_text(path: Path, seen: tuple[Path, ...]) -> str:
+    """A config file's text, read as UTF-8 (with or without a byte-order mark), or one ConfigError naming the file."""
+    extended = f" (extended by {seen[-1]})" if seen else ""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}{extended}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file{extended}: name a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file{extended}: {err.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}, byte {err.start}): save the file as UTF-8") from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    """The YAML document, or one ConfigError naming the file, and the line and column where YAML gives them."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark, context = err.problem_mark, f" ({err.context})" if err.context else ""
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {err.problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except ValueError as err:  # Python's guard on integer size: "Exceeds the limit (4300 digits) for integer ..."
+        raise ConfigError(f"{path}: not valid YAML: {str(err).split(';')[0]}") from None
+
+
 def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A YAML profile as a mapping. `extends: other.yaml` (relative to this file) starts from that profile:
     sections are merged key by key, and any other value (a list, a number) is replaced whole."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}" + (f" (extended by {seen[-1]})" if seen else "")) from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    data = _parse_yaml(path, _read_text(path, seen))
+    if data is None:  # an empty file: every default
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, not a {type(data).__name__}")
     parent = data.pop("extends", None)
     if parent is None:
         return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected the file name of another profile, got {parent!r}")
     parent_path = (path.parent / str(parent)).resolve()
     if parent_path in seen or parent_path == path.resolve():
         raise ConfigError(f"{path}: extends {parent} goes round in a circle")
@@ -683,7 +752,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         apply_override(data, *parse_override(item))
     if home:
         data["home"] = home
-    origin = str(path) + (f" with --set {' '.join(overrides)}" if overrides else "")
+    # The overrides' keys only: a value typed on the command line may be a secret (see RayConfig.secret_env).
+    origin = str(path) + (f" with --set {' '.join(o.partition('=')[0] + '=...' for o in overrides)}" if overrides else "")
     try:
         return BardConfig.model_validate(data)
     except ValidationError as err:

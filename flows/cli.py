@@ -349,10 +349,15 @@ def compare(
 def ui(
     port: int = typer.Option(4200, "--port", help="Port of the server on 127.0.0.1."),
 ) -> None:
-    """Start a Prefect server with its UI on 127.0.0.1, print its URL, and keep it up until Ctrl-C."""
+    """Start a Prefect server with its UI on 127.0.0.1, print its URL, and keep it up until Ctrl-C (or SIGTERM)."""
+    import signal
     import socket
     import subprocess
     import urllib.request
+
+    # SIGTERM (`kill`, a service manager) stops the server as Ctrl-C does; by default Python would exit at once
+    # and leave the server running, holding the port
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     url = f"http://127.0.0.1:{port}"
     with socket.socket() as probe:
@@ -410,6 +415,90 @@ def export_reward_func(
 
     path = write_reward_file(_load(config, overrides, None), out)
     console.print(f"Wrote {path}: pass it to OpenRLHF as --reward.remote_url {path}")
+
+
+# ---------------------------------------------------------------- using a trained model (bard_core/inference.py)
+
+ModelArg = typer.Argument(..., help="A model directory, or sft / grpo / sft@V / grpo@V: that artifact of --config.")
+TemplateOpt = typer.Option(None, "--budget-template", help="The budget text, e.g. 'Think for at most {budget} tokens.' "
+                           "(default: the one the artifact was trained with).")  # fmt: skip
+DeviceOpt = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+DtypeOpt = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16.")
+
+
+def _load_model(model: str, template, device: str, dtype: str, batch_size: int, config, overrides, home):
+    from bard_core.inference import BudgetedModel
+    from flows.model_server import resolve_model
+
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise BardError(f"--dtype {dtype}: expected float32, bfloat16 or float16")
+    path = resolve_model(model, config, overrides, home)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the terminal is for the conversation
+    return BudgetedModel.load(path, template=template, device=device, dtype=dtype, batch_size=batch_size)
+
+
+@app.command("serve-model")
+def serve_model(
+    model: str = ModelArg,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, "--port"),
+    name: Optional[str] = typer.Option(None, "--name", help="The model name clients send (default: MODEL as given)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Requests decoded together in one generate call."),
+    budget_template: Optional[str] = TemplateOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    config: Optional[Path] = ConfigOpt,
+    overrides: list[str] = SetOpt,
+    home: Optional[str] = HomeOpt,
+) -> None:
+    """Serve a trained model over an OpenAI-compatible API (/v1/chat/completions, /v1/models) with a thinking
+    budget per request: `thinking_budget` (tokens) and `budget_mode` (soft, hard, soft+hard)."""
+    import socket
+
+    from flows.model_server import serve
+
+    with socket.socket() as probe:
+        if probe.connect_ex((host if host != "0.0.0.0" else "127.0.0.1", port)) == 0:
+            raise BardError(f"port {port} on {host} is taken: try --port")
+    loaded = _load_model(model, budget_template, device, dtype, batch_size, config, overrides, home)
+    console.print(f"Serving {loaded.model_dir} as {name or model!r} on http://{host}:{port}/v1", highlight=False)
+    serve(loaded, name or model, host, port)
+
+
+@app.command("chat")
+def chat_command(
+    model: str = ModelArg,
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Thinking budget in tokens (default: none)."),
+    hard: bool = typer.Option(False, "--hard", help="Enforce the budget (the closing tag forced) besides asking for it."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one question and exit."),
+    answer_tokens: int = typer.Option(64, "--answer-tokens", min=1, help="With --hard: tokens after the thinking, at most."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Completion tokens at most."),
+    temperature: float = typer.Option(0.6, "--temperature", min=0.0),
+    top_p: float = typer.Option(0.95, "--top-p", min=0.0, max=1.0),
+    seed: int = typer.Option(0, "--seed", min=0),
+    budget_template: Optional[str] = TemplateOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    config: Optional[Path] = ConfigOpt,
+    overrides: list[str] = SetOpt,
+    home: Optional[str] = HomeOpt,
+) -> None:
+    """Chat with a trained model in the terminal (or answer one --prompt), streaming its thinking and answer and
+    showing the thinking tokens spent against the budget."""
+    from bard_core.inference import Request
+    from flows.chat import answer, interactive
+
+    if hard and budget is None:
+        raise BardError("--hard needs --budget")
+    loaded = _load_model(model, budget_template, device, dtype, 1, config, overrides, home)
+    template = Request(messages="", budget=budget, mode="soft+hard" if hard else "soft", answer_tokens=answer_tokens,
+                       max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)  # fmt: skip
+    if prompt is not None:
+        answer(loaded, [{"role": "user", "content": prompt}], template)
+    else:
+        interactive(loaded, template)
 
 
 def main() -> None:

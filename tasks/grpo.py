@@ -14,9 +14,11 @@ from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble, sft
 from tasks.build import build_artifact
 from tasks.publish import progress_reporter, publish_summary
+from tasks.ray_job import secret_env_values
 from tasks.ray_runtime import run_recipe_task
 
 NAME = "grpo"
+# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
 VERSION = 1
 
 
@@ -41,6 +43,8 @@ def key(config: BardConfig) -> str:
 
 def check(config: BardConfig) -> None:
     sft.check(config)
+    if config.grpo.backend == "openrlhf":
+        secret_env_values(config.ray)  # a ray.secret_env variable missing from the environment fails before any work
 
 
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:

@@ -11,24 +11,30 @@ from prefect.cache_policies import NONE
 from bard_core import tokenizers
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
+from bard_core.files import model_dir_fingerprint
 from storage.artifacts import ArtifactStore, Manifest, artifact_key
 from tasks import assemble
 from tasks.build import build_artifact
 from tasks.publish import progress_reporter, publish_summary
+from tasks.ray_job import secret_env_values
 from tasks.ray_runtime import run_recipe_task
 
 NAME = "sft"
+# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
 VERSION = 1
 
 
 def key_config(config: BardConfig) -> dict:
     """The student and the SFT settings; the cluster settings only when the cluster trains."""
     local = config.sft.backend != "openrlhf"
-    return {
+    found = {
         "student": config.student.model_dump(mode="json"),
         "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
         "tokenizer": tokenizers.fingerprint(config.student.tokenizer or config.student.model),
     }
+    if config.student.model:  # a base model's weights replaced in place must not pass for the cached ones
+        found["student_files"] = model_dir_fingerprint(config.student.model)
+    return found
 
 
 def inputs(config: BardConfig) -> dict[str, str]:
@@ -44,6 +50,7 @@ def check(config: BardConfig) -> None:
         raise BardError(f"student.model: {config.student.model} is not a model directory")
     if config.sft.backend == "openrlhf":
         openrlhf_command(config, Path(config.home))  # settings OpenRLHF cannot take fail here, before any work
+        secret_env_values(config.ray)  # so does a ray.secret_env variable missing from the environment
 
 
 def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:

@@ -6,7 +6,7 @@ it. Flags are OpenRLHF 0.11's dotted names; tests check every one against 0.11.2
 Out directory of an `openrlhf` stage (under the artifact's directory, which the cluster must reach):
     openrlhf/sft.parquet | rl_prompts.parquet   what the job trains on
     openrlhf/reward_func.py                     the BARD reward (`--reward.remote_url`), GRPO only
-    openrlhf/command.sh, runtime_env.json       what was submitted
+    openrlhf/command.sh, runtime_env.json       what was submitted (less the ray.secret_env values)
     model/                                      the trained model (`--ckpt.output_dir`)
     tensorboard/                                the job's logs (`--logger.tensorboard_dir`)
     _parts/checkpoints/                         DeepSpeed checkpoints a resubmitted job resumes from

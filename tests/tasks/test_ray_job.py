@@ -34,16 +34,20 @@ def job_server(tmp_path_factory):
     GPU (Ray only counts it) so that a job asking for a GPU, as OpenRLHF's SFT job does, gets scheduled."""
     from ray.job_submission import JobSubmissionClient
 
-    port, dashboard = free_port(), free_port()
+    ports: set[int] = set()
+    while len(ports) < 4:  # four different ones: a port freed by one call can come back from the next
+        ports.add(free_port())
+    port, dashboard, client, agent = ports
     log = tmp_path_factory.mktemp("ray-head") / "head.log"
     cmd = [
         str(Path(PY).with_name("ray")), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
         "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
         "--include-dashboard", "true", "--num-cpus", "2", "--num-gpus", "1", "--disable-usage-stats",
-        "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+        "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
     ]  # fmt: skip
+    env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # else SIGTERM drains for 30 s
     with open(log, "w") as out:
-        head = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        head = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 120
     while True:
@@ -56,11 +60,17 @@ def job_server(tmp_path_factory):
                 pytest.fail(f"the Ray head did not start: {log.read_text()[-2000:]}")
             time.sleep(1)
     yield address
-    os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the head's processes on SIGTERM
+    # `ray start --block` stops the head's processes on SIGTERM (to it alone: they must outlive its GCS calls);
+    # whatever is left of its process group then goes
+    os.kill(head.pid, signal.SIGTERM)
     try:
         head.wait(60)
     except subprocess.TimeoutExpired:
+        pass
+    try:
         os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def ray_config(address: str) -> RayConfig:
@@ -140,6 +150,32 @@ def test_a_rerun_follows_the_job_a_killed_bard_left_running(job_server, tmp_path
     assert len(client.list_jobs()) == before
     lines = (out / "logs" / f"bard-sft-{out.name[:12]}-1.log").read_text().splitlines()
     assert [line for line in lines if line in ("begin", "end")] == ["begin", "end"]
+
+
+def test_a_secret_env_variable_reaches_the_job_by_name_only(job_server, tmp_path, monkeypatch, caplog):
+    """`ray.secret_env` names a variable; its value, read from this process's environment, is in the job's
+    environment and nowhere bard writes or logs (the job printing it is masked). Missing, it is an error naming
+    it before anything is submitted."""
+    import hashlib
+    import logging
+
+    secret = "BARD_TEST_SECRET_7f3a9c"
+    config = RayConfig(job_address=job_server, job_poll_s=0.5, secret_env=["BARD_TEST_TOKEN"])
+    entrypoint = py(f"import hashlib, os; got = os.environ['BARD_TEST_TOKEN']; "
+                    f"assert hashlib.sha256(got.encode()).hexdigest() == {hashlib.sha256(secret.encode()).hexdigest()!r}; "
+                    f"print('got', got)")  # fmt: skip
+    with pytest.raises(BardError, match="ray.secret_env: BARD_TEST_TOKEN is not set in the environment of bard"):
+        run_job(config, "sft", entrypoint, tmp_path / "missing")
+    assert not (tmp_path / "missing").exists(), "nothing was submitted"
+
+    monkeypatch.setenv("BARD_TEST_TOKEN", secret)
+    out = tmp_path / "secret-artifact"
+    with caplog.at_level(logging.INFO, logger="bard"):
+        job = run_job(config, "sft", entrypoint, out)
+    assert job["status"] == "SUCCEEDED", "the job's own check of the value passed"
+    assert "got ***BARD_TEST_TOKEN***" in (out / "logs" / f"{job['job_id']}.log").read_text()
+    assert "[sft] got ***BARD_TEST_TOKEN***" in caplog.text and secret not in caplog.text
+    assert [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()] == []
 
 
 def test_an_unreachable_job_server_is_retried_then_named(tmp_path, monkeypatch):
