@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from bard_core.config import AssembleConfig
 
+# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
 VERSION = 1
 _WORD = re.compile(r"[a-z0-9]+")
 

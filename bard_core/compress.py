@@ -20,7 +20,8 @@ from bard_core.teacher import derived_seed
 from bard_core.tokenizers import cached_tokenizer
 from bard_core.verify import check_answer, extract_answer
 
-VERSION = 1
+# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
+VERSION = 2
 
 
 def eligible(sample: dict, cfg: CompressConfig) -> bool:

@@ -138,15 +138,10 @@ def fingerprint(spec: str | None) -> str:
     path = os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec
     if not os.path.isfile(path):
         return f"{spec} (not found)"  # the stage that loads it says so, naming the setting
+    from bard_core.files import cached_sha256
+
     stat = os.stat(path)
-    return _cached_sha256(path, stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=16)
-def _cached_sha256(path: str, mtime_ns: int, size: int) -> str:  # the stat fields key the cache: an edit re-hashes
-    from bard_core.files import sha256_file
-
-    return sha256_file(path)
+    return cached_sha256(path, stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=8)

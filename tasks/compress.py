@@ -16,6 +16,7 @@ from bard_core import budget, contracts
 from bard_core import compress as stage
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
+from bard_core.files import model_dir_fingerprint
 from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
 from tasks import teacher
 from tasks.build import build_artifact
@@ -28,12 +29,15 @@ TABLE = "compressions"
 
 
 def key_config(config: BardConfig) -> dict:
-    return {
+    found = {
         "compress": config.compress.model_dump(mode="json", exclude={"workers"}),
         "budget_sampling": config.budget_sampling.model_dump(mode="json"),
         "budget": config.budget.model_dump(mode="json"),
         "verify": config.verify.model_dump(mode="json"),
     }
+    if config.compress.generation and (files := model_dir_fingerprint(config.compress.generation.model)):
+        found["model_files"] = files  # a local model directory: its weights replaced in place are not the cached ones
+    return found
 
 
 def inputs(config: BardConfig) -> dict[str, str]:

@@ -24,6 +24,7 @@ from bard_core import contracts, tokenizers
 from bard_core import evaluate as stage
 from bard_core.config import BardConfig, EvalModel, variant_config
 from bard_core.errors import BardError
+from bard_core.files import model_dir_fingerprint
 from bard_core.generation import GenerationBackendConfig
 from bard_core.metrics import budget_metrics, length_correlation
 from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
@@ -39,13 +40,23 @@ TRAINED = {"sft": sft, "grpo": grpo}  # models named by the stage that trains th
 
 def key_config(config: BardConfig) -> dict:
     """The sweep, and what grading and length counting depend on; not how many engines run it."""
-    return {
+    found = {
         "eval": config.eval.model_dump(mode="json", exclude={"workers", "shard_rows", "commit_rows"}),
         "budget": config.budget.model_dump(mode="json"),
         "verify": config.verify.model_dump(mode="json"),
         "tau": config.reward.tau,
         "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
     }
+    # Models given as local directories (not this config's sft/grpo, keyed by their artifacts): weights replaced in
+    # place are not the ones evaluated before.
+    files = {}
+    for m in config.eval.models:
+        path = m.generation.get("model") if m.generation is not None else m.model
+        if path and not trained(config, path) and (fingerprint := model_dir_fingerprint(path)):
+            files[m.name] = fingerprint
+    if files:
+        found["model_files"] = files
+    return found
 
 
 def inputs(config: BardConfig) -> dict[str, str]:

@@ -15,22 +15,24 @@ def publish_summary(manifest: Manifest, rows: list[dict]) -> None:
     )
 
 
-def progress_reporter(stage: str):
-    """A callback `(done, total)` that keeps one Prefect progress artifact up to date (at most every few
-    seconds: each update is an API call)."""
+def progress_reporter(stage: str, interval_s: float = 5.0):
+    """A callback `(done, total)` that keeps one Prefect progress artifact up to date (at most every
+    `interval_s` seconds, and at the end: each update is an API call)."""
     import time
 
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    state = {"id": None, "at": 0.0}
+    state = {"id": None, "sent_at": 0.0}
 
     def report(done: int, total: int) -> None:
         percent = 100.0 * done / max(total, 1)
         now = time.monotonic()
         if state["id"] is None:
             state["id"] = create_progress_artifact(percent, key=f"{stage}-progress", description=f"`{stage}` chunks done")
-        elif now - state["at"] >= 5 or done == total:
+        elif now - state["sent_at"] >= interval_s or done == total:
             update_progress_artifact(state["id"], percent)
-        state["at"] = now
+        else:
+            return
+        state["sent_at"] = now  # the time of the last update sent, not of the last call
 
     return report

@@ -14,6 +14,7 @@ from bard_core import contracts, tokenizers
 from bard_core import teacher as stage
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
+from bard_core.files import model_dir_fingerprint
 from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
 from tasks import problems
 from tasks.build import build_artifact
@@ -28,12 +29,15 @@ TABLE = "teacher_samples"
 def key_config(config: BardConfig) -> dict:
     """The teacher's config, except how many engines run it, and what the rows depend on downstream:
     how budget tokens are counted and how answers are verified."""
-    return {
+    found = {
         "teacher": config.teacher.model_dump(mode="json", exclude={"workers"}),
         "budget": config.budget.model_dump(mode="json"),
         "verify": config.verify.model_dump(mode="json"),
         "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
     }
+    if config.teacher.generation and (files := model_dir_fingerprint(config.teacher.generation.model)):
+        found["model_files"] = files  # a local model directory: its weights replaced in place are not the cached ones
+    return found
 
 
 def inputs(config: BardConfig) -> dict[str, str]:
