@@ -36,6 +36,15 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory) -> str:
+    """Prefect's temporary API for tests that run Prefect tasks or flows in this process, started as `bard run` starts
+    it (Prefect's own start gives up after 20 s, less than a first start with a fresh PREFECT_HOME can take)."""
+    from flows.prefect_api import start_temporary_server
+
+    return start_temporary_server(tmp_path_factory.mktemp("prefect-log") / "prefect-server.log")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A tiny Qwen3 model directory whose chat template opens the assistant turn plainly."""
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))

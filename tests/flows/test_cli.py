@@ -96,7 +96,7 @@ def test_export_reward_func_writes_a_file_openrlhf_can_call(tmp_path):
     assert (short["rewards"], long["rewards"], wrong["rewards"]) == (1.0, -0.5, 0.0)
 
 
-def test_pipeline_through_teacher_and_compress_on_a_real_openai_server(tmp_path, tiny_model):
+def test_pipeline_through_teacher_and_compress_on_a_real_openai_server(tmp_path, tiny_model, prefect_api):
     """problems -> teacher -> compress as one `bard run`, both engines an OpenAI-compatible server
     (`transformers serve`) on 127.0.0.1; Prefect progress and table artifacts; the API key never shown."""
     import os

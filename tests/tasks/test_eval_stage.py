@@ -191,7 +191,7 @@ def test_a_killed_sweep_resumes_from_its_committed_chunks(evaluated, tmp_path):
     assert sorted(r["uid"] for r in samples(resumed)) == sorted(r["uid"] for r in samples(uninterrupted))
 
 
-def test_the_report_is_published_as_a_prefect_markdown_artifact(evaluated):
+def test_the_report_is_published_as_a_prefect_markdown_artifact(evaluated, prefect_api):
     from prefect.client.orchestration import get_client
 
     config_path, config, _ = evaluated

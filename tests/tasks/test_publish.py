@@ -10,7 +10,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from tasks.publish import progress_reporter
 
 
-def test_the_progress_artifact_is_updated_mid_run():
+def test_the_progress_artifact_is_updated_mid_run(prefect_api):
     @flow
     def chunks() -> list[float]:
         """20 chunks, one every 0.1 s or more, reported at most every second: what the API holds after each report."""

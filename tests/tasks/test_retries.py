@@ -15,6 +15,9 @@ from bard_core.training.sft_trl import TRLSFTRecipe
 from tasks.ray_runtime import run_recipe_task, run_shards
 from tasks.retries import DiskFull, with_retries
 
+# Prefect's API for the flows run in this process, started as `bard run` starts it
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
 attempts: list[str] = []
 
 
