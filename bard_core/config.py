@@ -438,10 +438,12 @@ class EvalModel(Section):
         None, description="instead of `model`: an engine of its own, whole (e.g. the demo's scripted reference, the "
         "compressor's rewrite that fits each budget: the floor of the relative error a distilled student can reach)",
     )  # fmt: skip
-    mode: Literal["budget", "truncate"] = Field(
+    mode: Literal["budget", "truncate", "hard"] = Field(
         "budget",
         description="budget: the budget text in the prompt; truncate: the baseline of an unbudgeted model, no "
-        "budget text, its thinking cut at the budget and an answer forced after the closing tag",
+        "budget text, its thinking cut at the budget and an answer forced after the closing tag; hard: the budget "
+        "text and a hard cap (bard_core/inference.py): the closing tag forced once the budget is spent, then at most "
+        "answer_tokens of answer (engine backend hf)",
     )
 
     @model_validator(mode="after")
@@ -452,8 +454,8 @@ class EvalModel(Section):
             raise ValueError(f"models[{self.name}]: give `model` or `generation`, one of them")
         if self.generation is not None:
             TypeAdapter(GenerationBackendConfig).validate_python(self.generation)
-            if self.mode == "truncate":
-                raise ValueError(f"models[{self.name}]: mode truncate needs `model` (it reads the model's chat template)")
+            if self.mode in ("truncate", "hard"):
+                raise ValueError(f"models[{self.name}]: mode {self.mode} needs `model` (it reads the model's chat template)")
         return self
 
 
@@ -490,6 +492,10 @@ class EvalConfig(Section):
         if "model" in self.generation:
             raise ValueError("generation: leave out `model`; each entry of `models` names its own")
         TypeAdapter(GenerationBackendConfig).validate_python({**self.generation, "model": "m"})
+        hard = [m.name for m in self.models if m.mode == "hard"]
+        if hard and self.generation.get("backend") != "hf":
+            raise ValueError(f"models[{hard[0]}]: mode hard runs its cap in the hf engine, not "
+                             f"{self.generation.get('backend')} (vLLM's own cap: see the README, 'Using a trained model')")  # fmt: skip
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"models: names must be unique, got {names}")

@@ -3,8 +3,10 @@
 Pure functions, rows in and rows out; `tasks/eval.py` runs them on engine actors (one model per actor) and
 commits each chunk of rows as it completes, like the teacher stage.
 
-Two modes (`EvalModel.mode`):
+Three modes (`EvalModel.mode`):
 - budget: the prompt carries the budget text, as in training; the model decides when to stop thinking.
+- hard: the budget text, and the thinking capped at the budget (`bard_core.inference`, the hf engine's model):
+  the closing tag forced once the budget is spent, then at most `answer_tokens` of answer.
 - truncate: the baseline of a model trained without budgets. No budget text; the thinking is cut at the
   budget (generation stops after `budget` tokens), the closing tag is written if the model had not, and the
   answer is generated after it. A model that closed its thinking in time keeps its own answer.
@@ -71,6 +73,8 @@ def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardCon
             for p, b in keys
         ]  # fmt: skip
         texts = [(c, c.text, c.completion_tokens) for c in backend.generate(requests)]
+    elif model.mode == "hard":
+        texts = _capped(keys, backend, config)
     else:
         texts = _truncated(keys, backend, config, model, model_dir)
     tokens = count_budget_tokens([t for _, t, _ in texts], cached_tokenizer(config.budget.tokenizer), config.budget)
@@ -136,4 +140,30 @@ def _truncated(keys, backend: GenerationBackend, config: BardConfig, model: Eval
         else:
             answer = next(answers)
             out.append((thought, prefix + answer.text, thought.completion_tokens + answer.completion_tokens))
+    return out
+
+
+def _capped(keys, backend: GenerationBackend, config: BardConfig) -> list[tuple[Completion, str, int]]:
+    """Hard mode: the budget text and `BudgetCap` on the hf engine's own model, each sample seeded as the
+    hf backend seeds it (`sampling.seed + i`). Returns (completion, whole text, tokens generated) per sample."""
+    from bard_core.errors import BardError
+    from bard_core.generation.hf_backend import HFBackend
+    from bard_core.inference import BudgetedModel, Request
+
+    if not isinstance(backend, HFBackend):
+        raise BardError(f"eval: mode hard needs the hf engine, not {type(backend).__name__}")
+    capped = BudgetedModel.from_backend(backend, config.budget)
+    requests = [
+        Request(p["question"], budget=b, mode="soft+hard", answer_tokens=config.eval.answer_tokens,
+                temperature=config.eval.temperature, top_p=config.eval.top_p, seed=sampling(p["uid"], b, 1, config).seed + i)
+        for p, b in keys for i in range(config.eval.samples)
+    ]  # fmt: skip
+    cfg, out = config.budget, []
+    for k, (request, result) in enumerate(zip(requests, capped.generate(requests), strict=True)):
+        p, b = keys[k // config.eval.samples]
+        text = f"{cfg.think_open}{result.thinking}{cfg.think_close}{result.answer}"
+        completion = Completion(uid=f"{p['uid']}/{b}", sample_idx=k % config.eval.samples, text=text,
+                                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                                finish_reason=result.finish_reason, seed=request.seed, model=backend.config.model)  # fmt: skip
+        out.append((completion, text, result.completion_tokens))
     return out
