@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bard_core.config import RayConfig
@@ -14,20 +19,102 @@ log = logging.getLogger("bard")
 
 def ensure_ray(config: RayConfig) -> None:
     """Attach to `config.address` (or RAY_ADDRESS) if set, else start a local Ray once per process."""
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        _start_local_ray(config.num_cpus)
+        return
+    # Ray sends its token to an explicit address only with RAY_AUTH_MODE=token (read when `ray` is first imported):
+    # turn it on when the user configured a token
+    if "RAY_AUTH_MODE" not in os.environ and _configured_token():
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, loopback-only Ray needs no token
-    # "local": never attach by surprise to another Ray running on this machine (ray.init's own default does)
-    address = config.address or os.environ.get("RAY_ADDRESS")
-    ray.init(
-        address=address or "local",
-        num_cpus=None if address else config.num_cpus,
-        include_dashboard=False,
-        configure_logging=False,
-        log_to_driver=True,
-    )
+    try:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    except ConnectionError as err:
+        # Ray's AuthenticationError reaches us as text only, inside the error that ray.init's one is raised from
+        if "Authentication token is missing or incorrect" in str(err.__cause__):
+            raise BardError(f"the Ray cluster at {address} refused bard: it wants its token, missing or different here "
+                            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token; see README, 'On a Ray "
+                            "cluster')") from None  # fmt: skip
+        raise
+
+
+def _configured_token() -> bool:
+    """Whether the user gave Ray a token, in any of the places Ray reads it from."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or (Path.home() / ".ray" / "auth_token").is_file())  # fmt: skip
+
+
+@functools.cache
+def _local_token() -> str:
+    """This process's token for the Ray it starts: random, made once (Ray's client keeps the first token it reads)."""
+    return secrets.token_hex(32)
+
+
+def _start_local_ray(num_cpus: int | None) -> None:
+    """Start a Ray that only this process can use: every server on 127.0.0.1, token authentication on with a fresh
+    token, and a watchdog that ends all of its processes when this process ends, even by kill -9."""
+    # Ray's own switches, in the environment only while Ray starts: its processes inherit them, later children of
+    # bard (a `bard` attached to a cluster, a server) do not. The token is never printed nor written to disk.
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes Ray take 127.0.0.1 as the node's address (read when `ray` is
+    # imported) and then its servers listen there only; a `_node_ip_address` of 127.0.0.1 is turned into the
+    # machine's address by ray.init.
+    settings = {"RAY_AUTH_TOKEN": _local_token(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    saved = {name: os.environ.get(name) for name in (*settings, "RAY_AUTH_MODE")}
+    os.environ.update(settings)
+    os.environ.pop("RAY_AUTH_MODE", None)  # unset: ray.init then turns token authentication on for the Ray it starts
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return
+        # Ray would then suggest RAY_AUTH_MODE=disabled "to opt out", which bard does not offer for its local Ray
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        # "local": never attach by surprise to another Ray running on this machine (ray.init's own default does)
+        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False,
+                           log_to_driver=True)  # fmt: skip
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    if context.address_info["node_ip_address"] != "127.0.0.1":  # `ray` was imported before the switch was set
+        log.warning("the local Ray listens on %s, not only on 127.0.0.1 (token authentication still applies)",
+                    context.address_info["node_ip_address"])  # fmt: skip
+    watchdog = [sys.executable, "-S", "-c", _WATCHDOG, context.address_info["session_dir"], str(os.getpid())]
+    _watchdogs.append(subprocess.Popen(watchdog, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+
+
+# Run by a separate Python in its own session (a kill of bard's process group spares it): it waits for its stdin to
+# close, which happens when the driver (pid argv[2]) ends however it ends, then kills every other process that holds
+# a file open in the Ray's session directory (argv[1]): each of its processes keeps its logs there. Ray ends its GCS
+# and raylet with the driver, but its agents outlived a kill -9 by a minute or more. (Their command line and
+# environment are no help: Ray overwrites both with the process title.) After a normal exit the stdin closes while
+# the driver finishes exiting, its Ray already shut down: hence the driver is spared.
+_WATCHDOG = """
+import os, signal, sys, time
+sys.stdin.buffer.read()
+session, driver = os.path.realpath(sys.argv[1]) + "/", sys.argv[2]
+for _ in range(3):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if pid == driver:
+                continue
+            fds = os.listdir("/proc/%s/fd" % pid)
+            if any(os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(session) for fd in fds):
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.5)
+"""
+
+# The watchdogs' stdin pipes: closing one (as garbage collection would) ends its Ray, so they live as long as we do.
+_watchdogs: list[subprocess.Popen] = []
 
 
 def progress_bar():

@@ -19,6 +19,8 @@ BARD = str(Path(sys.executable).with_name("bard"))
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="bard-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# For the Ray heads that tests start with `ray start` (and their clients): no token, and no ~/.ray/auth_token written
+# into the real home. bard's own local Ray ignores it and always turns token authentication on.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
@@ -36,12 +38,15 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory) -> str:
+def prefect_api(tmp_path_factory):
     """Prefect's temporary API for tests that run Prefect tasks or flows in this process, started as `bard run` starts
     it (Prefect's own start gives up after 20 s, less than a first start with a fresh PREFECT_HOME can take)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
     from flows.prefect_api import start_temporary_server
 
-    return start_temporary_server(tmp_path_factory.mktemp("prefect-log") / "prefect-server.log")
+    yield start_temporary_server(tmp_path_factory.mktemp("prefect-log") / "prefect-server.log")
+    SubprocessASGIServer().stop()  # now, while pytest still captures its log line, rather than at exit
 
 
 @pytest.fixture(scope="session")
