@@ -9,6 +9,8 @@ OPENRLHF_SRC := $(VENV)/openrlhf-0.11.2
 
 .PHONY: setup demo test test-slow clean
 
+# PYTEST_ARGS: more pytest options for `make test` and `make test-slow` (e.g. --durations=20, --collect-only).
+
 $(BIN)/bard: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -28,10 +30,9 @@ demo: setup
 	$(BIN)/bard run
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Tests marked `slow`; none may be marked: pytest's exit status 5 (no test selected) is not a failure here.
-# PYTEST_ARGS: more pytest options (e.g. --collect-only).
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
