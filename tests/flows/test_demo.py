@@ -62,6 +62,7 @@ def test_the_demo_profile_runs_every_stage(demo_home):
     assert len(list(Path(next(home.glob("artifacts/report/*"))).glob("plots/*.png"))) == 4
 
 
+@pytest.mark.slow  # 90 s: the ablations reuse the demo's data; `make test-slow` (and CI) run it
 def test_the_ablation_profile_adds_only_its_variants_and_sets_all_side_by_side(demo_home):
     """On the demo's home: the variants' stages run, the demo's artifacts are reused, one report has them all."""
     before = {p.parent.name for p in demo_home.glob("artifacts/*/*/manifest.json")}

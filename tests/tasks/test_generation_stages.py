@@ -81,7 +81,8 @@ def test_teacher_then_compress_with_statistics_views_and_caching(tmp_path, ray_l
     assert teacher.key(more) == samples.key, "how many engines run is not part of the key"
 
 
-@pytest.mark.parametrize("name", ["teacher", "compress"])
+# compress resumes with the same code as teacher (tasks/generate.py) and takes 70 s: `make test-slow` runs it
+@pytest.mark.parametrize("name", ["teacher", pytest.param("compress", marks=pytest.mark.slow)])
 def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local, tiny_model, name):
     config = write_config(tmp_path, tiny_model, 60, max_tokens=48, shard_rows=20, compress_commit_rows=2)
     before = {"teacher": [problems], "compress": [problems, teacher]}[name]

@@ -79,6 +79,7 @@ def manifest(home: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow  # 70 s with the two nodes' start; `make test-slow` (and CI) run it
 def test_a_stage_attached_to_a_two_node_cluster_runs_shards_on_both_and_commits_the_same_artifact(two_nodes, tmp_path):
     address, token = two_nodes
     stage_problems(tmp_path / "cluster", f"ray.address={address}", token=token)
