@@ -15,30 +15,28 @@ import atexit
 import contextlib
 import os
 import re
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from bard_core.errors import BardError
+from bard_core.watchdog import when_this_process_ends
 
 # A first start (database creation and migration) took 15-25 s on this project's 2-core machine; 120 s leaves room
 # for a loaded machine. A server that exits early is reported at once, not after the timeout.
 STARTUP_TIMEOUT_S = 120
 
-# Run by a separate Python: waits for bard (pid argv[1]) to be gone, then stops the server (pid argv[2]).
-_WATCHDOG = """
-import os, signal, sys, time
-bard, server = int(sys.argv[1]), int(sys.argv[2])
+# Run once bard has ended (bard_core.watchdog): stops the server (pid argv[1]) if bard could not (kill -9).
+_STOP_SERVER = """
+import os, signal, time
+server = int(sys.argv[1])
 def alive(pid):
     try:
         os.kill(pid, 0)
         return True
     except ProcessLookupError:
         return False
-while alive(bard) and alive(server):
-    time.sleep(0.5)
 if alive(server):
     os.kill(server, signal.SIGTERM)
     for _ in range(20):
@@ -95,9 +93,7 @@ def start_temporary_server(log: Path, timeout_s: float = STARTUP_TIMEOUT_S) -> s
         server.server_process = server._run_uvicorn_command()
     server.running = True
     atexit.register(server.stop)
-    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(server.server_process.pid)],
-                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)  # fmt: skip
+    when_this_process_ends(_STOP_SERVER, str(server.server_process.pid))
     started = time.monotonic()
     while True:
         if server.server_process.poll() is not None:

@@ -6,13 +6,12 @@ import functools
 import logging
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bard_core.config import RayConfig
 from bard_core.errors import BardError
+from bard_core.watchdog import when_this_process_ends
 
 log = logging.getLogger("bard")
 
@@ -85,20 +84,16 @@ def _start_local_ray(num_cpus: int | None) -> None:
     if context.address_info["node_ip_address"] != "127.0.0.1":  # `ray` was imported before the switch was set
         log.warning("the local Ray listens on %s, not only on 127.0.0.1 (token authentication still applies)",
                     context.address_info["node_ip_address"])  # fmt: skip
-    watchdog = [sys.executable, "-S", "-c", _WATCHDOG, context.address_info["session_dir"], str(os.getpid())]
-    _watchdogs.append(subprocess.Popen(watchdog, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+    when_this_process_ends(_END_RAY_SESSION, context.address_info["session_dir"], str(os.getpid()))
 
 
-# Run by a separate Python in its own session (a kill of bard's process group spares it): it waits for its stdin to
-# close, which happens when the driver (pid argv[2]) ends however it ends, then kills every other process that holds
-# a file open in the Ray's session directory (argv[1]): each of its processes keeps its logs there. Ray ends its GCS
+# Run once the driver (pid argv[2]) has ended, however it ended (bard_core.watchdog): kills every other process that
+# holds a file open in the Ray's session directory (argv[1]): each of its processes keeps its logs there. Ray ends its GCS
 # and raylet with the driver, but its agents outlived a kill -9 by a minute or more. (Their command line and
-# environment are no help: Ray overwrites both with the process title.) After a normal exit the stdin closes while
+# environment are no help: Ray overwrites both with the process title.) After a normal exit the watchdog wakes while
 # the driver finishes exiting, its Ray already shut down: hence the driver is spared.
-_WATCHDOG = """
-import os, signal, sys, time
-sys.stdin.buffer.read()
+_END_RAY_SESSION = """
+import os, signal, time
 session, driver = os.path.realpath(sys.argv[1]) + "/", sys.argv[2]
 for _ in range(3):
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -112,9 +107,6 @@ for _ in range(3):
             pass
     time.sleep(0.5)
 """
-
-# The watchdogs' stdin pipes: closing one (as garbage collection would) ends its Ray, so they live as long as we do.
-_watchdogs: list[subprocess.Popen] = []
 
 
 def progress_bar():
