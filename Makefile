@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # emits against its argument parser. A separate folder: it ships a top-level `tests` package.
 OPENRLHF_SRC := $(VENV)/openrlhf-0.11.2
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup chromium demo test test-slow clean
 
 # PYTEST_ARGS: more pytest options for `make test` and `make test-slow` (e.g. --durations=20, --collect-only).
 
@@ -32,8 +32,12 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Headless Chromium for the Prefect UI's browser test (tests/flows/test_ui_browser.py, marked slow): Debian's package.
+chromium:
+	command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }
+
 # Tests marked `slow`; none may be marked: pytest's exit status 5 (no test selected) is not a failure here.
-test-slow: setup
+test-slow: setup chromium
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
 clean:

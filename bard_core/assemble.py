@@ -15,10 +15,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from bard_core.config import AssembleConfig
+import pyarrow as pa
 
-# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
-VERSION = 1
+from bard_core.budget import Budget, sample_budgets
+from bard_core.config import AssembleConfig, BardConfig
+from bard_core.prompts import chat
+from bard_core.scoring.reward import reward_label
+from bard_core.scoring.verify import gold_is_parseable
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -140,3 +144,49 @@ def assign_split(uid: str, cfg: AssembleConfig) -> str:
 def order_key(uid: str, cfg: AssembleConfig) -> int:
     """The seeded shuffle: rows are written in this order of their problem (a problem's rows stay together)."""
     return stable_hash(cfg.seed + 1, uid) >> 1  # fits a signed 64-bit column
+
+
+def rl_prompts(kept: Sequence[dict], plan: pa.Table, config: BardConfig, coverage) -> tuple[list[dict], list[str]]:
+    """One RL prompt per problem and budget (budgets from `budget_sampling`; in mode flat reweighted by the
+    `coverage` of the chains compression takes, `bard_core.compress.coverage`), the gold as label; problems whose
+    gold cannot be graded are left out and reported. Rows in the plan's (split, shuffle) order."""
+    cfg, budget = config.assemble, Budget.from_config(config)
+    split = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("split").to_pylist()))
+    order = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("order_key").to_pylist()))
+    sampling = config.budget_sampling.model_copy(update={"holdout": []}) if cfg.rl_includes_holdout else config.budget_sampling
+    rows, unscorable = [], []
+    for p in sorted(kept, key=lambda p: (split[p["uid"]], order[p["uid"]], p["uid"])):
+        if not gold_is_parseable(p["answer"], p["choices"]):
+            unscorable.append(p["uid"])
+            continue
+        for b in sample_budgets(sampling, p["uid"], count=cfg.rl_budgets_per_problem, coverage=coverage):
+            rows.append({
+                "uid": f"{p['uid']}/b{b}", "problem_uid": p["uid"], "prompt": chat(budget.add(p["question"], b)),
+                "answer": p["answer"], "budget": b, "label": reward_label(p["answer"], b, p["choices"]),
+                "split": split[p["uid"]],
+            })  # fmt: skip
+    return rows, sorted(unscorable)
+
+
+def stats(con, sft_files: str, budget_tier: str) -> tuple[pa.Table, pa.Table]:
+    """Rows and thinking-length percentiles per kind, budget tier and split of `sft_dataset` (a glob); a log2
+    histogram per tier. `budget_tier`: `bard_core.budget.tier_sql`."""
+    sft = sft_files.replace("'", "''")
+    tier = f"case when budget is null then 'none' else {budget_tier} end"
+    summary = con.sql(
+        f"""
+        select kind, {tier} as tier, split, count(*) as rows, count(distinct problem_uid) as problems,
+               quantile_disc(thinking_tokens, 0.1) as thinking_p10, quantile_disc(thinking_tokens, 0.5) as thinking_p50,
+               quantile_disc(thinking_tokens, 0.9) as thinking_p90, max(thinking_tokens) as thinking_max
+        from read_parquet('{sft}') group by all order by kind, min(budget) nulls last, split
+        """
+    ).to_arrow_table()
+    histogram = con.sql(
+        f"""
+        select kind, {tier} as tier,
+               cast(pow(2, floor(log2(greatest(thinking_tokens, 1)))) as bigint) as tokens_from,
+               count(*) as rows
+        from read_parquet('{sft}') group by all order by kind, min(budget) nulls last, tokens_from
+        """
+    ).to_arrow_table()
+    return summary, histogram

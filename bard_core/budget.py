@@ -1,30 +1,81 @@
 """The thinking budget: how it is written into prompts, read back, counted and sampled.
 
-See DESIGN.md, "The thinking budget". A budget is a number of the student's tokens spent between
-`<think>` and `</think>` (or in the whole completion, by config). Every stage counts it here.
-
-`split_thinking` and `parse_budget` are also copied verbatim into the generated OpenRLHF reward
-file (`bard_core/reward_file.py`), so this module uses only the standard library at module level.
+See docs/architecture.md. A budget is a number of the student's tokens spent between `<think>` and `</think>`
+(or in the whole completion, by config). Every stage counts it here. Reading the thinking span and the budget back
+out of text is scoring's (`bard_core.scoring.thinking`, standard library only: the reward file ships it).
 """
 
 from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from bard_core import scoring
+from bard_core.scoring.thinking import budget_span, parse_budget
+
 if TYPE_CHECKING:
-    from bard_core.config import BudgetConfig, BudgetSamplingConfig
+    from bard_core.config import BardConfig, BudgetConfig, BudgetSamplingConfig
+
+# ---------------------------------------------------------------- one config's budget
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The thinking budget of one config, every rule in one place: the text that carries it in a prompt
+    (rendered in Python or SQL and parsed back, all from `budget.template`), the tokenizer that counts it,
+    "within budget", and the completion limit a GRPO rollout gets."""
+
+    cfg: BudgetConfig
+    tau: float  # reward.tau: how rewards and metrics count adherence (compression passes compress.tau)
+    completion_factor: float
+    answer_tokens: int
+    largest: int  # the largest budget budget_sampling can draw
+
+    @classmethod
+    def from_config(cls, config: BardConfig) -> Budget:
+        g = config.grpo
+        return cls(config.budget, config.reward.tau, g.completion_factor, g.answer_tokens, config.budget_sampling.largest)
+
+    def add(self, question: str, budget: int | None) -> str:
+        return add_budget(question, budget, self.cfg)
+
+    def parse(self, prompt: str | list[dict]) -> int | None:
+        return parse_budget(prompt, self.cfg)
+
+    def sql(self, question: str, budget: str) -> str:
+        """`add` as a DuckDB expression over a question and a (nullable) budget column."""
+        before, _, after = self.cfg.template.partition("{budget}")
+        quote = lambda text: "'" + text.replace("'", "''") + "'"  # noqa: E731
+        return (f"case when {budget} is null then {question} else {question} || {quote(self.cfg.separator + before)}"
+                f" || {budget}::varchar || {quote(after)} end")  # fmt: skip
+
+    def count(self, completions: Sequence[str]) -> list[int]:
+        """Budget tokens of each completion, by the student's tokenizer (`budget.tokenizer`)."""
+        from bard_core.tokenizers import cached_tokenizer
+
+        return count_budget_tokens(completions, cached_tokenizer(self.cfg.tokenizer), self.cfg)
+
+    def within(self, length: int, budget: int, tau: float | None = None) -> bool:
+        return scoring.within(length, budget, self.tau if tau is None else tau)
+
+    def completion_limit(self, largest: int | None = None) -> int:
+        """Tokens a GRPO completion may take, the same for every prompt (TRL has no per-prompt limit): room for the
+        largest budget, and the answer. `largest` defaults to the largest `budget_sampling` can draw (fixed by config,
+        so `--dry-run` shows OpenRLHF's); the trl backend still passes the largest of its prompts (see its note)."""
+        return math.ceil(self.completion_factor * (self.largest if largest is None else largest)) + self.answer_tokens
+
 
 # ---------------------------------------------------------------- prompts
 
 
 def budget_text(budget: int, cfg: BudgetConfig) -> str:
-    return cfg.template.format(budget=int(budget))
+    """The template with the budget in place of `{budget}`: split as `parse_budget` splits it, so what is
+    written is what is read back (other braces are literal)."""
+    before, _, after = cfg.template.partition("{budget}")
+    return f"{before}{int(budget)}{after}"
 
 
 def add_budget(question: str, budget: int | None, cfg: BudgetConfig) -> str:
@@ -32,62 +83,6 @@ def add_budget(question: str, budget: int | None, cfg: BudgetConfig) -> str:
     if budget is None:
         return question
     return question + cfg.separator + budget_text(budget, cfg)
-
-
-@lru_cache(maxsize=16)
-def _budget_pattern(template: str) -> re.Pattern:
-    before, _, after = template.partition("{budget}")
-    return re.compile(re.escape(before) + r"(\d+)" + re.escape(after))
-
-
-def parse_budget(prompt: str | list[dict], cfg: BudgetConfig) -> int | None:
-    """The budget written in a prompt (the last match of the template), or None if it carries none.
-
-    `prompt` is a string (plain or already chat-templated) or a list of chat messages, in which
-    case the last user message is read.
-    """
-    if not isinstance(prompt, str):
-        users = [m.get("content") for m in prompt if m.get("role") == "user"]
-        prompt = users[-1] if users and isinstance(users[-1], str) else ""
-    matches = _budget_pattern(cfg.template).findall(prompt)
-    return int(matches[-1]) if matches else None
-
-
-# ---------------------------------------------------------------- thinking
-
-
-@dataclass(frozen=True)
-class ThinkSplit:
-    thinking: str  # the raw text between the tags (what a thinking budget counts); "" when none
-    answer: str  # the text after the closing tag: the only place an answer is read from
-    truncated: bool  # thinking was opened but never closed: no answer
-
-
-def split_thinking(completion: str, cfg: BudgetConfig, opened: bool = False) -> ThinkSplit:
-    """Split a completion into thinking and answer.
-
-    `opened`: the prompt itself ended with the opening tag (some chat templates add it), so the
-    completion starts inside the thinking. Thinking runs from the first opening tag (or the start)
-    to the last closing tag, so every thinking block counts and the answer comes after all of them.
-    A missing closing tag means the thinking was cut off: `truncated`, and the answer is empty.
-    """
-    open_tag, close_tag = cfg.think_open, cfg.think_close
-    close = completion.rfind(close_tag)
-    start = completion.find(open_tag)
-    if start >= 0 and (close < 0 or start < close):
-        begin = start + len(open_tag)
-    elif opened or close >= 0:
-        begin = 0
-    else:
-        return ThinkSplit(thinking="", answer=completion, truncated=False)
-    if close < begin:
-        return ThinkSplit(thinking=completion[begin:], answer="", truncated=True)
-    return ThinkSplit(thinking=completion[begin:close], answer=completion[close + len(close_tag) :], truncated=False)
-
-
-def prompt_opens_thinking(prompt: str | list[dict], cfg: BudgetConfig) -> bool:
-    """Whether a (chat-templated) prompt string ends inside an opened thinking block."""
-    return isinstance(prompt, str) and prompt.rstrip().endswith(cfg.think_open)
 
 
 # ---------------------------------------------------------------- counting
@@ -103,12 +98,8 @@ def count_budget_tokens(
     """
     from bard_core.tokenizers import as_counter
 
-    counter = as_counter(tokenizer)
-    if cfg.count == "completion":
-        return counter.count(list(completions))
     flags = [opened] * len(completions) if isinstance(opened, bool) else list(opened)
-    spans = [split_thinking(c, cfg, o).thinking for c, o in zip(completions, flags, strict=True)]
-    return counter.count(spans)
+    return as_counter(tokenizer).count([budget_span(c, cfg, o) for c, o in zip(completions, flags, strict=True)])
 
 
 def count_budget_tokens_from_ids(
@@ -153,6 +144,15 @@ def budget_bins(cfg: BudgetSamplingConfig) -> list[float]:
     """The `flat_bins + 1` log-spaced bin edges over [min_budget, max_budget]."""
     lo, hi = math.log(cfg.min_budget), math.log(cfg.max_budget)
     return [math.exp(lo + (hi - lo) * i / cfg.flat_bins) for i in range(cfg.flat_bins + 1)]
+
+
+def tier_sql(cfg: BudgetSamplingConfig) -> str:
+    """SQL naming the tier of a `budget` column: the budget itself in mode `tiers`, else its log-spaced bin."""
+    if cfg.mode == "tiers":
+        return "cast(budget as varchar)"
+    edges = [round(e) for e in budget_bins(cfg)]
+    cases = " ".join(f"when budget < {hi} then '{lo}-{hi}'" for lo, hi in zip(edges[:-1], edges[1:]))
+    return f"case {cases} else '>= {edges[-1]}' end"
 
 
 def length_coverage(lengths: Sequence[int], cfg: BudgetSamplingConfig) -> list[float]:

@@ -12,23 +12,41 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bard_core.budget import count_budget_tokens, sample_budgets, split_thinking
+import duckdb
+import pyarrow as pa
+
+from bard_core.budget import Budget, length_coverage, sample_budgets, tier_sql
 from bard_core.config import BardConfig, CompressConfig
 from bard_core.generation import Completion, GenerationBackend, GenerationRequest
 from bard_core.prompts import chat, fill
+from bard_core.scoring.answers import extract_answer
+from bard_core.scoring.thinking import split_thinking
+from bard_core.scoring.verify import check_answer
 from bard_core.teacher import derived_seed
-from bard_core.tokenizers import cached_tokenizer
-from bard_core.verify import check_answer, extract_answer
-
-# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
-VERSION = 2
 
 
 def eligible(sample: dict, cfg: CompressConfig) -> bool:
-    """Whether a teacher sample is worth compressing: verified (by config), complete, long enough."""
+    """Whether a teacher sample is worth compressing: verified (by config), complete, long enough.
+    `eligible_sql` is the same rule in SQL: change both together."""
     if cfg.only_correct and sample["correct"] is not True:
         return False
     return not sample["truncated"] and sample["thinking_tokens"] >= cfg.min_thinking_tokens
+
+
+def eligible_sql(cfg: CompressConfig) -> str:
+    """`eligible` as a condition on `teacher_samples` columns (a null `correct` fails it, as above)."""
+    correct = " and correct" if cfg.only_correct else ""
+    return f"not truncated{correct} and thinking_tokens >= {cfg.min_thinking_tokens}"
+
+
+def coverage(teacher_files: list[str], config: BardConfig) -> list[float] | None:
+    """For `budget_sampling.mode: flat`, the share of eligible chains long enough for each budget bin, over the
+    whole teacher artifact: the same for every actor, and for the RL budgets that assemble draws."""
+    if config.budget_sampling.mode != "flat":
+        return None
+    where = eligible_sql(config.compress)
+    lengths = duckdb.sql(f"select thinking_tokens from read_parquet({teacher_files!r}) where {where}").fetchall()
+    return length_coverage([n for (n,) in lengths], config.budget_sampling)
 
 
 @dataclass
@@ -79,7 +97,7 @@ def judge(job: Job, completion: Completion, thinking_tokens: int, config: BardCo
     )
     pred = extract_answer(split.answer, job.choices) if well_formed else None
     preserved = check_answer(pred, job.gold, config.verify, job.choices) is True
-    within = thinking_tokens <= job.budget * (1 + cfg.tau)
+    within = Budget.from_config(config).within(thinking_tokens, job.budget, tau=cfg.tau)
     if pred is None:
         reason = "format"
     elif not preserved:
@@ -117,7 +135,7 @@ def compress(
     `problems` maps a problem uid to its row (question, answer, choices)."""
     cfg = config.compress
     jobs = jobs_for([s for s in samples if eligible(s, cfg)], problems, config, coverage)
-    tokenizer = cached_tokenizer(config.budget.tokenizer)
+    budget = Budget.from_config(config)
     pending = []
     for job in jobs:
         if job.budget >= job.sample["thinking_tokens"]:  # the chain fits as it is: judged, not rewritten
@@ -128,7 +146,7 @@ def compress(
         for job in pending:
             job.attempts += 1
         completions = backend.generate([request(job, cfg) for job in pending])
-        tokens = count_budget_tokens([c.text for c in completions], tokenizer, config.budget)
+        tokens = budget.count([c.text for c in completions])
         retry = []
         for job, completion, n_tokens in zip(pending, completions, tokens, strict=True):
             job.row = judge(job, completion, n_tokens, config)
@@ -145,3 +163,31 @@ def as_completion(sample: dict) -> Completion:
     return Completion(uid=sample["uid"], sample_idx=0, text=sample["completion"], prompt_tokens=0,
                       completion_tokens=sample["completion_tokens"], finish_reason=sample["finish_reason"],
                       seed=sample["seed"], model=sample["model"])  # fmt: skip
+
+
+def summary(files: list[str], config: BardConfig) -> pa.Table:
+    """Per budget tier and overall: rewrites, acceptance rate, reject reasons, chains kept whole (they fit the
+    budget as they are: `compress.above_length`), and the length error
+    (L - B) / B of accepted rewrites. Tiers are the configured tiers, or the log-spaced bins."""
+    return duckdb.sql(
+        f"""
+        with r as (select *, {tier_sql(config.budget_sampling)} as tier, (thinking_tokens - budget) / budget as rel_error
+                   from read_parquet({files!r}))
+        select coalesce(tier, 'all') as tier,
+               count(*) as rewrites,
+               count(distinct sample_uid) as chains,
+               round(avg(accepted::int), 4) as acceptance,
+               count(*) filter (where reject_reason = 'over_budget') as over_budget,
+               count(*) filter (where reject_reason = 'answer_changed') as answer_changed,
+               count(*) filter (where reject_reason = 'format') as format,
+               count(*) filter (where attempts > 1) as retried,
+               count(*) filter (where attempts = 0) as kept_whole,
+               round(quantile_cont(rel_error, 0.1) filter (where accepted), 4) as rel_error_p10,
+               round(quantile_cont(rel_error, 0.5) filter (where accepted), 4) as rel_error_p50,
+               round(quantile_cont(rel_error, 0.9) filter (where accepted), 4) as rel_error_p90,
+               round(avg(thinking_tokens / teacher_thinking_tokens) filter (where accepted), 4) as kept_ratio
+        from r
+        group by rollup (tier)
+        order by grouping(tier), min(budget)
+        """
+    ).to_arrow_table()

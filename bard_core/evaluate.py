@@ -18,18 +18,14 @@ import math
 import random
 from collections.abc import Sequence
 
-from bard_core.budget import add_budget, count_budget_tokens
+from bard_core.budget import Budget
 from bard_core.config import BardConfig, EvalModel
 from bard_core.generation import Completion, GenerationBackend, GenerationRequest, SamplingParams
 from bard_core.prompts import chat
+from bard_core.scoring.verify import choice_letter, grade
 from bard_core.teacher import derived_seed
-from bard_core.tokenizers import cached_tokenizer
-from bard_core.verify import choice_letter, grade
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
-VERSION = 2
 
 
 def max_tokens(budget: int, config: BardConfig) -> int:
@@ -44,7 +40,7 @@ def sampling(problem_uid: str, budget: int, limit: int, config: BardConfig) -> S
 
 
 def messages(question: str, budget: int, model: EvalModel, config: BardConfig) -> list[dict[str, str]]:
-    return chat(add_budget(question, budget if model.mode == "budget" else None, config.budget))
+    return chat(Budget.from_config(config).add(question, budget if model.mode == "budget" else None))
 
 
 def presented(problem: dict, config: BardConfig) -> tuple[str, list[str] | None, str]:
@@ -77,8 +73,8 @@ def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardCon
         texts = _capped(keys, backend, config)
     else:
         texts = _truncated(keys, backend, config, model, model_dir)
-    tokens = count_budget_tokens([t for _, t, _ in texts], cached_tokenizer(config.budget.tokenizer), config.budget)
-    slack = 1 + config.reward.tau
+    rules = Budget.from_config(config)
+    tokens = rules.count([t for _, t, _ in texts])
     rows = []
     for i, ((completion, text, generated), length) in enumerate(zip(texts, tokens, strict=True)):
         problem, budget = keys[i // config.eval.samples]
@@ -97,7 +93,7 @@ def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardCon
                 "thinking_tokens": length,
                 "completion_tokens": generated,
                 "correct": graded.correct,
-                "within_budget": length <= budget * slack,
+                "within_budget": rules.within(length, budget),
                 "finish_reason": completion.finish_reason,
                 "seed": completion.seed,
             }

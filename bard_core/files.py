@@ -38,11 +38,17 @@ def model_dir_fingerprint(path: str | os.PathLike) -> str | None:
             rel = os.path.relpath(full, root)
             digest.update(f"{rel}\0{stat.st_size}\0".encode())
             if name in MODEL_DESCRIPTORS or name.endswith(".index.json"):
-                digest.update(cached_sha256(full, stat.st_mtime_ns, stat.st_size).encode())
+                digest.update(file_digest(full).encode())
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=64)
-def cached_sha256(path: str, mtime_ns: int, size: int) -> str:
-    """`sha256_file` once per version of a file: the stat fields key the cache, so an edit re-hashes."""
+def file_digest(path: str | os.PathLike) -> str:
+    """`sha256_file`, once per version of a file in a process: keys are computed for each stage and variant, and a
+    fully cached run must not re-read every source file each time. The stat fields key the cache: an edit re-hashes."""
+    stat = os.stat(path)
+    return _cached_sha256(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _cached_sha256(path: str, mtime_ns: int, size: int) -> str:
     return sha256_file(path)

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bard_core.budget import add_budget, prompt_opens_thinking
+from bard_core.budget import add_budget
 from bard_core.config import BudgetConfig
 from bard_core.errors import BardError
+from bard_core.scoring.thinking import prompt_opens_thinking
 
 Mode = Literal["soft", "hard", "soft+hard"]
 MODES: tuple[str, ...] = ("soft", "hard", "soft+hard")
@@ -370,7 +371,7 @@ class BudgetedModel:
         batch_size: int = 8, num_threads: int = 1,
     ) -> "BudgetedModel":  # fmt: skip
         """Load `model_dir` (its budget text from the artifact beside it, or `template`)."""
-        from bard_core.generation.config import HFBackendConfig
+        from bard_core.config.generation import HFBackendConfig
         from bard_core.generation.hf_backend import HFBackend
 
         path = Path(model_dir)
@@ -447,7 +448,7 @@ class BudgetedModel:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        from bard_core.generation.config import SamplingParams
+        from bard_core.config.generation import SamplingParams
         from bard_core.generation.hf_backend import _PerRowSampler
 
         backend = self.backend

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from bard_core.scoring import within
+
 GROUP = ("model", "mode", "benchmark")
 
 
@@ -53,7 +55,7 @@ def _one_budget(key: tuple, samples: list[dict], tau: float) -> dict:
         **row,
         "relerr_mean": float(relative.mean()), "relerr_p50": float(np.percentile(relative, 50)),
         "relerr_p90": float(np.percentile(relative, 90)),
-        "adherence": float(np.mean(lengths <= budget * (1 + tau))), "over_budget": float(np.mean(lengths > budget)),
+        "adherence": float(np.mean([within(n, budget, tau) for n in lengths])), "over_budget": float(np.mean(lengths > budget)),
     }  # fmt: skip
 
 

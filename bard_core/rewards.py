@@ -1,120 +1,24 @@
-"""The BARD reward R = R_acc x R_bud, once, for data filtering, RL and evaluation alike.
+"""The BARD reward in-process: batches counted with the student's tokenizer, and TRL's GRPOTrainer.
 
-- `budget_reward(L, B, cfg)`: R_bud in [0, 1] (shapes `cap`, `hard`, `target`; DESIGN.md).
-- `score_completion(...)`: one completion -> `RewardParts` (reward and every component, for logging).
 - `score_completions(...)`: a batch, counting budget tokens with the student's tokenizer.
 - `trl_reward_func(config, tokenizer)`: a reward function for TRL's GRPOTrainer.
-- `reward_label(answer, budget)`: the JSON label the OpenRLHF reward file reads (`reward_file.py`).
 
-A sample whose gold cannot be parsed has `accuracy` None and `reward` None: it is skipped, not
-scored 0 (TRL 1.16 excludes None rewards from the group baseline and gives them no advantage).
-
-`budget_reward`, `combine_reward`, `RewardParts` and `score_completion` are also copied verbatim
-into the generated OpenRLHF reward file, so this module uses only the standard library at module level.
+The rules themselves (R_bud, the combination, one completion's reward, the RL label) live in
+`bard_core.scoring.reward`, which the OpenRLHF reward file ships too. A sample whose gold cannot be
+parsed has reward None: TRL 1.16 excludes None rewards from the group baseline and gives them no advantage.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bard_core.budget import (
-    count_budget_tokens,
-    count_budget_tokens_from_ids,
-    parse_budget,
-    prompt_opens_thinking,
-    split_thinking,
-)
-from bard_core.verify import as_choices, check_answer, extract_answer
+from bard_core.budget import count_budget_tokens, count_budget_tokens_from_ids
+from bard_core.scoring.reward import RewardParts, as_budget, score_completion
+from bard_core.scoring.thinking import parse_budget, prompt_opens_thinking
 
 if TYPE_CHECKING:
-    from bard_core.config import BardConfig, BudgetConfig, RewardConfig, VerifyConfig
-
-
-@dataclass(frozen=True)
-class RewardParts:
-    reward: float | None  # None: the gold cannot be parsed, skip the sample
-    accuracy: float | None  # R_acc: 1.0 right, 0.0 wrong or no answer, None unscorable
-    budget_reward: float  # R_bud
-    length: int  # budget tokens used (thinking or whole completion, by config)
-    budget: int | None  # None: an unbudgeted sample (R_bud is 1)
-    over_budget: bool  # L > B*(1+tau)
-    truncated: bool  # the thinking was never closed
-    answer_pred: str | None
-
-    def as_log(self) -> dict[str, float]:
-        """Float components for loggers (unscorable samples log accuracy 0 and unscorable 1)."""
-        return {
-            "accuracy": self.accuracy or 0.0,
-            "budget_reward": self.budget_reward,
-            "thinking_tokens": float(self.length),
-            "over_budget": float(self.over_budget),
-            "truncated": float(self.truncated),
-            "unscorable": float(self.accuracy is None),
-        }
-
-
-def is_over_budget(length: int, budget: int | None, cfg: RewardConfig) -> bool:
-    return budget is not None and length > budget * (1 + cfg.tau)
-
-
-def budget_reward(length: int, budget: int | None, cfg: RewardConfig) -> float:
-    """R_bud for L tokens under budget B (1.0 for an unbudgeted sample)."""
-    if budget is None:
-        return 1.0
-    budget = max(budget, 1)
-    limit = budget * (1 + cfg.tau)
-    if length > limit:
-        if cfg.shape == "hard":
-            return 0.0
-        return max(0.0, 1.0 - cfg.alpha * (length - limit) / budget)  # 0 at L = B*(1+tau+1/alpha)
-    if cfg.shape == "target":
-        floor = cfg.target_floor * budget
-        return min(1.0, length / floor)
-    return 1.0
-
-
-def combine_reward(accuracy: float | None, r_bud: float, over_budget: bool, cfg: RewardConfig) -> float | None:
-    if accuracy is None:
-        return None
-    if over_budget and cfg.over_budget_value is not None:
-        return float(cfg.over_budget_value)
-    if cfg.combine == "additive":
-        return accuracy + r_bud
-    return accuracy * r_bud
-
-
-def score_completion(
-    completion: str,
-    gold: str,
-    budget: int | None,
-    length: int,
-    *,
-    budget_cfg: BudgetConfig,
-    reward_cfg: RewardConfig,
-    verify_cfg: VerifyConfig,
-    choices: Sequence[str] | None = None,
-    opened: bool = False,
-) -> RewardParts:
-    """The reward of one completion whose budget tokens (`length`) are already counted."""
-    split = split_thinking(completion, budget_cfg, opened)
-    pred = None if split.truncated else extract_answer(split.answer, choices)
-    correct = check_answer(pred, gold, verify_cfg, choices)
-    accuracy = None if correct is None else float(correct)
-    r_bud = budget_reward(length, budget, reward_cfg)
-    over = is_over_budget(length, budget, reward_cfg)
-    return RewardParts(
-        reward=combine_reward(accuracy, r_bud, over, reward_cfg),
-        accuracy=accuracy,
-        budget_reward=r_bud,
-        length=length,
-        budget=budget,
-        over_budget=over,
-        truncated=split.truncated,
-        answer_pred=pred,
-    )
+    from bard_core.config import BardConfig
 
 
 def score_completions(
@@ -150,21 +54,6 @@ def score_completions(
         )
         for c, g, b, n_tokens, ch, o in zip(completions, golds, budgets, lengths, choices, flags, strict=True)
     ]
-
-
-def as_budget(value) -> int | None:
-    """A budget cell as int or None (dataframes turn a missing integer into NaN)."""
-    if value is None or value != value:
-        return None
-    return int(value)
-
-
-def reward_label(answer: str, budget: int | None, choices: Sequence[str] | None = None) -> str:
-    """The label column of an OpenRLHF prompt row: JSON that the generated reward file reads."""
-    label = {"answer": str(answer), "budget": as_budget(budget)}
-    if as_choices(choices):
-        label["choices"] = list(as_choices(choices))
-    return json.dumps(label, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------- TRL

@@ -9,15 +9,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from bard_core.budget import count_budget_tokens, split_thinking
+import duckdb
+import pyarrow as pa
+
+from bard_core.budget import Budget
 from bard_core.config import BardConfig, TeacherConfig
 from bard_core.generation import GenerationBackend, GenerationRequest
 from bard_core.prompts import chat, fill
-from bard_core.tokenizers import cached_tokenizer
-from bard_core.verify import grade
-
-# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
-VERSION = 2
+from bard_core.scoring.thinking import split_thinking
+from bard_core.scoring.verify import grade
 
 
 def derived_seed(seed: int, key: str) -> int:
@@ -49,7 +49,7 @@ def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardCon
         return []
     completions = backend.generate(requests(wanted, config.teacher))
     by_uid = {p["uid"]: p for p in wanted}
-    tokens = count_budget_tokens([c.text for c in completions], cached_tokenizer(config.budget.tokenizer), config.budget)
+    tokens = Budget.from_config(config).count([c.text for c in completions])
     rows = []
     for completion, thinking_tokens in zip(completions, tokens, strict=True):
         problem = by_uid[completion.uid]
@@ -77,3 +77,28 @@ def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardCon
             }
         )
     return rows
+
+
+def summary(files: list[str]) -> pa.Table:
+    """Per source and overall: samples, accuracy (over scorable samples), thinking-length percentiles,
+    finish reasons and truncation."""
+    return duckdb.sql(
+        f"""
+        select coalesce(source, 'all') as source,
+               count(*) as samples,
+               count(distinct problem_uid) as problems,
+               round(avg(case when correct then 1.0 when not correct then 0.0 end), 4) as accuracy,
+               count(*) filter (where correct is null) as unscorable,
+               count(*) filter (where truncated) as truncated,
+               count(*) filter (where finish_reason = 'stop') as finish_stop,
+               count(*) filter (where finish_reason = 'length') as finish_length,
+               count(*) filter (where finish_reason not in ('stop', 'length')) as finish_other,
+               quantile_disc(thinking_tokens, 0.1) as thinking_p10,
+               quantile_disc(thinking_tokens, 0.5) as thinking_p50,
+               quantile_disc(thinking_tokens, 0.9) as thinking_p90,
+               max(thinking_tokens) as thinking_max
+        from read_parquet({files!r})
+        group by rollup (source)
+        order by grouping(source), source
+        """
+    ).to_arrow_table()

@@ -40,28 +40,28 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
          dry_run: bool) -> None:
     """Show the plan (each stage's key and whether it is finished), then run the pipeline flow on it.
     `source` is the profile and overrides `cfg` was loaded from: the flow loads them again, as a served run does."""
-    from flows.stages import BUILT, plan, refreshed
+    from flows.stages import refreshed
     from storage.artifacts import ArtifactStore
+    from tasks.graph import Plan
 
     store = ArtifactStore(cfg.home)
-    steps = plan(cfg, names)
+    steps = Plan(cfg).steps(names)
     recompute = refreshed(names, refresh)
     table = Table("stage", "key", "status")
     todo, damaged = [], []
-    for label, name, step_cfg in steps:
-        key = BUILT[name].key(step_cfg)
-        status = store.status(name, key)
-        if name in recompute:
-            todo.append((label, name, step_cfg))
-            table.add_row(label, key, "refresh")
+    for step in steps:
+        status = store.status(step.name, step.key)
+        if step.name in recompute:
+            todo.append(step)
+            table.add_row(step.label, step.key, "refresh")
         elif status.damage:
             damaged.append(status)
-            table.add_row(label, key, Text(f"damaged: {status.damage}; rerun with --refresh {name}", style="red"))
+            table.add_row(step.label, step.key, Text(f"damaged: {status.damage}; rerun with --refresh {step.name}", style="red"))
         elif status.intact:
-            table.add_row(label, key, f"cached ({status.manifest.rows()} rows)")
+            table.add_row(step.label, step.key, f"cached ({status.manifest.rows()} rows)")
         else:
-            todo.append((label, name, step_cfg))
-            table.add_row(label, key, "to run")
+            todo.append(step)
+            table.add_row(step.label, step.key, "to run")
     console.print(table)
     if dry_run:
         for status in damaged:  # in full, unwrapped: the table's cell may be cut to the terminal's width
@@ -71,15 +71,19 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
     if damaged:  # a damaged artifact is neither reused nor silently rebuilt over: the user chooses with --refresh
         raise damaged[0].error()
     if not todo:
-        _register(cfg, names)
+        from storage import catalog
+
+        for step in steps:  # point the dataset views (`bard query`) at the artifacts of this config
+            if step.label == step.name:
+                catalog.register(store.home, step.manifest())
         console.print(f"[green]All {len(steps)} stage(s) cached: nothing to run.[/] Artifacts under {store.root}")
         return
 
     from flows.pipeline import pipeline_flow
     from flows.prefect_api import ensure_prefect_api
 
-    for _, name, step_cfg in todo:
-        BUILT[name].check(step_cfg)
+    for step in todo:
+        step.stage.check(step.config)
     ensure_prefect_api(store.home / "logs")
     started = time.perf_counter()
     profile, overrides = source
@@ -94,34 +98,22 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
         console.print(f"The report: {manifests['report'].stats['report']}")
 
 
-def _register(cfg: BardConfig, names: list[str]) -> None:
-    """Point the dataset views (`bard query`) at the artifacts of this config."""
-    from flows.stages import BUILT
-    from storage import catalog
-    from storage.artifacts import ArtifactStore
-
-    store = ArtifactStore(cfg.home)
-    for name in names:
-        catalog.register(store.home, store.manifest(name, BUILT[name].key(cfg)))
-
-
-def _print_jobs(todo: list[tuple[str, str, BardConfig]]) -> None:
+def _print_jobs(todo: list) -> None:
     """--dry-run: the command each cluster-backed stage would submit, with where and in what environment."""
-    from flows.stages import BUILT
-    from storage.artifacts import ArtifactStore
     from tasks.ray_job import job_server_address
 
-    for label, name, cfg in todo:
-        if getattr(getattr(cfg, name, None), "backend", None) != "openrlhf":
+    for step in todo:
+        cfg = step.config
+        if step.stage.command is None or getattr(cfg, step.name).backend != "openrlhf":
             continue
-        out = ArtifactStore(cfg.home).artifact_dir(name, BUILT[name].key(cfg))
         where = job_server_address(cfg.ray) or "the local Ray job server"
         # ray.secret_env by name only: their values are read when the job is submitted, and never shown
         secrets = ", ".join(n + ("" if os.environ.get(n) else " (not set)") for n in cfg.ray.secret_env)
-        console.print(f"\n# {label}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}"
+        console.print(f"\n# {step.label}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}"
                       + (f", secret env {secrets} (read from the environment when submitted)" if secrets else ""),
                       markup=False)  # fmt: skip
-        console.print(BUILT[name].openrlhf_command(cfg, out), markup=False, soft_wrap=True, highlight=False)
+        inputs = {label: source.artifact_dir() for label, source in step.inputs.items()}
+        console.print(step.stage.command(cfg, step.artifact_dir(), inputs), markup=False, soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -277,10 +269,9 @@ def query(
 def _eval_manifest(cfg: BardConfig, key: Optional[str]):
     """The eval artifact with this key (prefix), or this config's."""
     from storage.artifacts import ArtifactStore
-    from tasks import eval as evaluation
+    from tasks.graph import Plan
 
-    store = ArtifactStore(cfg.home)
-    manifest = store.find(key) if key else store.manifest("eval", evaluation.key(cfg))
+    manifest = ArtifactStore(cfg.home).find(key) if key else Plan(cfg).step("eval").manifest()
     if manifest is None:
         raise BardError("the eval artifact of this config is not built yet: run `bard run --from eval`, or give a KEY")
     if manifest.stage != "eval":
@@ -298,14 +289,12 @@ def report(
 ) -> None:
     """Regenerate the evaluation report (Markdown + PNG plots) from an eval artifact's stored rows (with the
     audit of this config's compressions, when it makes them)."""
+    from tasks.graph import Plan
     from tasks.report import render
-
-    from storage.artifacts import ArtifactStore
-    from tasks import compress
 
     cfg = _load(config, overrides, home)
     manifest = _eval_manifest(cfg, key)
-    compressions = ArtifactStore(cfg.home).manifest("compress", compress.key(cfg)) if cfg.compress.generation else None
+    compressions = Plan(cfg).step("compress").manifest() if cfg.compress.generation else None
     path = render(manifest, out or Path(cfg.home) / "reports" / manifest.key, compressions, cfg.home)
     console.print(f"Wrote {path} (plots in {path.parent / 'plots'})")
 
@@ -364,7 +353,10 @@ def ui(
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             raise BardError(f"port {port} on 127.0.0.1 is taken (a server already running?): try --port")
     prefect = str(Path(sys.executable).with_name("prefect"))
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)])
+    # The UI asks the server where its API is: without this it answers PREFECT_API_URL or port 4200, not --port.
+    # The URL opens the UI the README shows and tests/flows/test_ui_browser.py checks (V1; "Switch to V2 UI" is a click).
+    env = {**os.environ, "PREFECT_UI_API_URL": f"{url}/api", "PREFECT_UI_URL": url, "PREFECT_SERVER_UI_V2_ENABLED": "false"}
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -396,9 +388,9 @@ def serve(
 ) -> None:
     """Serve the deployments (the pipeline on a cron schedule, one per stage) on the Prefect server that
     PREFECT_API_URL names: schedules fire and runs started from the UI execute here. Run from the repository root."""
-    from deployments.serve import DEPLOYMENTS_FILE
-    from deployments.serve import serve as serve_deployments
     from flows.prefect_api import check_prefect_server
+    from flows.serve import DEPLOYMENTS_FILE
+    from flows.serve import serve as serve_deployments
 
     check_prefect_server()
     serve_deployments(file or DEPLOYMENTS_FILE, limit)

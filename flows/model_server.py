@@ -38,25 +38,22 @@ from bard_core.inference import BudgetedModel, InferenceError, Prepared, Request
 def resolve_model(ref: str, config: Path | None = None, overrides: list[str] | None = None, home: str | None = None) -> Path:
     """A model directory, or `sft`, `grpo`, `sft@V`, `grpo@V`: the model of that artifact of the config."""
     from bard_core.config import load_config
-    from storage.artifacts import ArtifactStore
     from tasks.eval import trained
+    from tasks.graph import Plan
 
     if Path(ref).is_dir():
         return Path(ref)
-    stage, _, _ = ref.partition("@")
-    if stage not in ("sft", "grpo"):
+    if not trained(ref):
         raise BardError(f"model {ref!r}: neither a model directory nor sft, grpo, sft@V or grpo@V")
     cfg = load_config(config, overrides, home)
     try:
-        made = trained(cfg, ref)
-    except KeyError:
-        raise BardError(f"model {ref!r}: no variant {ref.partition('@')[2]!r} in the config "
-                        f"(variants: {', '.join(cfg.variants) or 'none'})") from None  # fmt: skip
-    module, source = made
-    manifest = ArtifactStore(cfg.home).manifest(module.NAME, module.key(source))
+        step = Plan(cfg).step(ref)
+    except BardError as err:
+        raise BardError(f"model {ref!r}: {err}") from None
+    manifest = step.manifest()
     if manifest is None:
-        raise BardError(f"model {ref!r}: the {module.NAME} artifact of this config is not built yet in {cfg.home}: "
-                        f"run `bard run --stages {module.NAME}` (or give a model directory)")  # fmt: skip
+        raise BardError(f"model {ref!r}: the {step.name} artifact of this config is not built yet in {cfg.home}: "
+                        f"run `bard run --stages {step.name}` (or give a model directory)")  # fmt: skip
     return Path(manifest.path) / "model"
 
 

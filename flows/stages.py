@@ -1,37 +1,11 @@
-"""The pipeline's stages in order, and which of them are built so far."""
+"""Which stages a run does: `--stages`, `--from`, `--refresh` and the default (every stage the config can run),
+in the order of the stage graph (`tasks/graph.py`)."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from bard_core.config import STAGES, BardConfig, variant_config
+from bard_core.config import BardConfig
 from bard_core.errors import BardError
-from tasks import assemble, compress, grpo, problems, report, sft, teacher
-from tasks import eval as evaluation
-
-ORDER = list(STAGES)
-# Stage name -> its tasks module (with `key(config)`, `build(config, ...)` and the Prefect task).
-BUILT: dict[str, ModuleType] = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble,
-                                 "sft": sft, "grpo": grpo, "eval": evaluation, "report": report}
-
-
-# A variant (config `variants`) makes its own data and models; the evaluation and the report are the base config's.
-VARIANT_STAGES = ORDER[: ORDER.index("eval")]
-
-
-def plan(config: BardConfig, names: list[str]) -> list[tuple[str, str, BardConfig]]:
-    """(label, stage, config) of every stage run, in order: each stage for this config, then for each variant
-    whose artifact of that stage differs (label `grpo@additive`); a variant that leaves a stage unchanged shares
-    this config's artifact, so it is listed once."""
-    configs = [("", config)] + [(f"@{name}", variant_config(config, name)) for name in config.variants]
-    steps, seen = [], set()
-    for name in names:
-        for suffix, cfg in configs if name in VARIANT_STAGES else configs[:1]:
-            key = BUILT[name].key(cfg)
-            if key not in seen:
-                seen.add(key)
-                steps.append((name + suffix, name, cfg))
-    return steps
+from tasks.graph import ORDER
 
 
 def select(stages: str | list[str] | None = None, start: str | None = None) -> list[str]:
@@ -40,18 +14,8 @@ def select(stages: str | list[str] | None = None, start: str | None = None) -> l
         raise BardError("give --stages or --from, not both")
     if isinstance(stages, str):
         stages = [s.strip() for s in stages.split(",") if s.strip()]
-    if stages:
-        names = list(stages)
-    elif start:
-        _check([start])
-        names = ORDER[ORDER.index(start):]
-        names = [n for n in names if n in BUILT]
-    else:
-        names = [n for n in ORDER if n in BUILT]
+    names = list(stages) if stages else after(start) if start else ORDER
     _check(names)
-    missing = [n for n in names if n not in BUILT]
-    if missing:
-        raise BardError(f"stage {', '.join(missing)} is not built yet; built stages: {', '.join(BUILT)}")
     return [n for n in ORDER if n in names]
 
 
@@ -67,15 +31,14 @@ def after(stage: str) -> list[str]:
     return ORDER[ORDER.index(stage):]
 
 
-def default_stages(config) -> tuple[list[str], str | None]:
-    """What `bard run` with no stage options runs: the built stages in order, up to the first whose engine
-    the config leaves unset (a profile may stop before generation), and why it stopped there."""
-    names = select()
-    for i, name in enumerate(names):
+def default_stages(config: BardConfig) -> tuple[list[str], str | None]:
+    """What `bard run` with no stage options runs: the stages in order, up to the first whose engine the config
+    leaves unset (a profile may stop before generation), and why it stopped there."""
+    for i, name in enumerate(ORDER):
         section = getattr(config, name, None)
         if section is not None and getattr(section, "generation", "") is None:
-            return names[:i], f"stopping before {name}: {name}.generation is not set in this config"
-    return names, None
+            return ORDER[:i], f"stopping before {name}: {name}.generation is not set in this config"
+    return list(ORDER), None
 
 
 def resolve(config: BardConfig, stages: str | list[str] | None, start: str | None) -> tuple[list[str], str | None]:

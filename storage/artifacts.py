@@ -145,6 +145,10 @@ def shard_name(table: str, index: int) -> str:
     return f"{table}/part-{index:05d}.parquet"
 
 
+def shard_paths(artifact_dir: str | Path, table: str, count: int) -> list[str]:
+    return [str(Path(artifact_dir) / shard_name(table, i)) for i in range(count)]
+
+
 def commit_shard(artifact_dir: str | Path, table: str, index: int, data: pa.Table) -> None:
     """Write one shard under a temporary name and rename it into place: a shard exists whole or not at all.
     Called from Ray workers, so it takes a plain path and holds no state."""
@@ -160,7 +164,7 @@ def has_shard(artifact_dir: str | Path, table: str, index: int) -> bool:
 
 
 def read_shards(artifact_dir: str | Path, table: str, count: int) -> list[pa.Table]:
-    return [pq.read_table(Path(artifact_dir) / shard_name(table, i)) for i in range(count)]
+    return [pq.read_table(f) for f in shard_paths(artifact_dir, table, count)]
 
 
 class ArtifactStore:

@@ -1,4 +1,4 @@
-"""Prefect task of stage `assemble`: the SFT mix and the RL prompts, streamed by DuckDB from the upstream
+"""Stage `assemble`: the SFT mix and the RL prompts, streamed by DuckDB from the upstream
 Parquet files to the artifact's, never held in memory.
 
 Per-problem decisions (duplicates, contamination, split, shuffle order) come from `bard_core.assemble`
@@ -14,20 +14,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NONE
 
 from bard_core import assemble as stage
-from bard_core.budget import add_budget, length_coverage, sample_budgets
+from bard_core.budget import Budget, tier_sql
+from bard_core.compress import coverage
 from bard_core.config import BardConfig
-from bard_core.errors import BardError
-from bard_core.prompts import chat
-from bard_core.rewards import reward_label
-from bard_core.verify import gold_is_parseable
-from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
-from tasks import compress
-from tasks.build import build_artifact
-from tasks.publish import publish_summary
+from storage.artifacts import ArtifactStore, Manifest, shard_name, write_table
+from tasks.build import StageRun
 
 NAME = "assemble"
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -48,33 +41,13 @@ def key_config(config: BardConfig) -> dict:
     }
 
 
-def inputs(config: BardConfig) -> dict[str, str]:
-    return {"compress": compress.key(config)}
-
-
-def key(config: BardConfig) -> str:
-    return artifact_key(NAME, stage.VERSION, key_config(config), inputs(config))
-
-
-def check(config: BardConfig) -> None:
-    """Nothing to check before the flow starts: the inputs are found (or missed, clearly) when it runs."""
-
-
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
-    """Build (or reuse) the `assemble` artifact from the finished `compress` artifact and its inputs."""
-    store = ArtifactStore(config.home)
-    rewrites = store.manifest("compress", compress.key(config))
-    if rewrites is None:
-        raise BardError("assemble: the compress artifact of this config is not built yet: run `bard run --from compress`")
-    samples = store.manifest("teacher", rewrites.inputs["teacher"])
-    problems = store.manifest("problems", samples.inputs["problems"])
-
-    def make(path: Path) -> tuple[dict[str, int], dict]:
-        return _assemble(config, path, problems, samples, rewrites)
-
-    return build_artifact(
-        config, NAME, stage.VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id
-    )
+def run(job: StageRun) -> tuple[dict[str, int], dict]:
+    """The SFT mix and the RL prompts from the compressions, the teacher chains and the problems they came from."""
+    store = ArtifactStore(job.config.home)
+    rewrites = job.inputs["compress"]
+    samples = store.find(rewrites.inputs["teacher"])
+    problems = store.find(samples.inputs["problems"])
+    return _assemble(job.config, job.path, problems, samples, rewrites)
 
 
 def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manifest, rewrites: Manifest):
@@ -115,7 +88,7 @@ def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manif
     con.execute("create table plan as select * from plan_arrow")
 
     sft_shards, mix = _sft(con, config, path)
-    rl_rows, unscorable = _rl_prompts(con, config, kept, plan)
+    rl_rows, unscorable = stage.rl_prompts(kept, plan, config, coverage(samples.files("teacher_samples"), config))
     source_of = {p["uid"]: p["source"] for p in pool}
     drops = [
         {"problem_uid": uid, "source": source_of[uid], "reason": reason, "detail": detail}
@@ -126,7 +99,7 @@ def _assemble(config: BardConfig, path: Path, problems: Manifest, samples: Manif
         "rl_prompts": write_table(path, "rl_prompts", pa.Table.from_pylist(rl_rows, schema=RL_PROMPTS), 1_000_000),
         "assemble_dropped": write_table(path, "assemble_dropped", pa.Table.from_pylist(drops, schema=DROPPED), 1_000_000),
     }
-    stats_table, histogram = _stats(con, path, compress.tier_sql(config))
+    stats_table, histogram = stage.stats(con, str(path / "sft_dataset" / "*.parquet"), tier_sql(config.budget_sampling))
     tables["assemble_stats"] = write_table(path, "assemble_stats", stats_table, 1_000_000)
     tables["assemble_histogram"] = write_table(path, "assemble_histogram", histogram, 1_000_000)
     decontamination = [
@@ -152,7 +125,7 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tupl
     Memory stays bounded whatever the size: the choice of rows is made on keys alone; one streaming pass
     then copies the chosen rows, text included, into scratch files partitioned by output shard; each
     shard is then sorted on its own and committed."""
-    cfg, b = config.assemble, config.budget
+    cfg = config.assemble
     con.execute(
         f"""
         create temp table standard_keys as
@@ -203,9 +176,7 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tupl
         """
     )
     shards = max(1, con.execute("select coalesce(max(shard) + 1, 0) from shard_of").fetchone()[0])
-    think = b.think_open.replace("'", "''")
-    template = b.template.replace("'", "''")
-    separator = b.separator.replace("'", "''")
+    think = config.budget.think_open.replace("'", "''")
     scratch = path / "_parts" / "sft_rows"
     con.execute(
         f"""
@@ -217,9 +188,7 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tupl
                 select s.uid, s.problem_uid, 'standard', null::bigint, s.completion, s.thinking_tokens
                 from teacher_samples s semi join standard_keys k on s.uid = k.uid)
             select r.uid, r.problem_uid, r.kind, r.budget,
-                   [{{'role': 'user', 'content': case when r.budget is null then p.question
-                       else p.question || '{separator}' || replace('{template}', '{{budget}}', r.budget::varchar) end}}]
-                       as prompt,
+                   [{{'role': 'user', 'content': {Budget.from_config(config).sql("p.question", "r.budget")}}}] as prompt,
                    [{{'role': 'assistant', 'content': case when contains(r.completion, '{think}') then r.completion
                        else '{think}' || r.completion end}}] as completion,
                    r.thinking_tokens, p.split, p.order_key, s.shard
@@ -228,7 +197,7 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tupl
         """
     )
     for shard in range(shards):
-        out = path / "sft_dataset" / f"part-{shard:05d}.parquet"
+        out = path / shard_name("sft_dataset", shard)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
         parts = scratch / f"shard={shard}"
@@ -258,60 +227,5 @@ _EMPTY_SFT = (
 )
 
 
-def _rl_prompts(con, config: BardConfig, kept: list[dict], plan: pa.Table) -> tuple[list[dict], list[str]]:
-    """One RL prompt per problem and budget (budgets from `budget_sampling`, long-tail reweighting included),
-    the gold as label; problems whose gold cannot be graded are left out and reported."""
-    cfg = config.assemble
-    coverage = None
-    if config.budget_sampling.mode == "flat":
-        lengths = con.execute("select thinking_tokens from teacher_samples where correct and not truncated").fetchall()
-        coverage = length_coverage([n for (n,) in lengths], config.budget_sampling)
-    split = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("split").to_pylist()))
-    order = dict(zip(plan.column("problem_uid").to_pylist(), plan.column("order_key").to_pylist()))
-    sampling = config.budget_sampling.model_copy(update={"holdout": []}) if cfg.rl_includes_holdout else config.budget_sampling
-    rows, unscorable = [], []
-    for p in sorted(kept, key=lambda p: (split[p["uid"]], order[p["uid"]], p["uid"])):
-        if not gold_is_parseable(p["answer"], p["choices"]):
-            unscorable.append(p["uid"])
-            continue
-        budgets = sample_budgets(sampling, p["uid"], count=cfg.rl_budgets_per_problem, coverage=coverage)
-        for budget in budgets:
-            rows.append({
-                "uid": f"{p['uid']}/b{budget}", "problem_uid": p["uid"],
-                "prompt": chat(add_budget(p["question"], budget, config.budget)),
-                "answer": p["answer"], "budget": budget, "label": reward_label(p["answer"], budget, p["choices"]),
-                "split": split[p["uid"]],
-            })  # fmt: skip
-    return rows, sorted(unscorable)
-
-
-def _stats(con, path: Path, budget_tier: str) -> tuple[pa.Table, pa.Table]:
-    """Rows and thinking-length percentiles per kind, budget tier and split; a log2 histogram per tier."""
-    sft = str(path / "sft_dataset" / "*.parquet").replace("'", "''")
-    tier = f"case when budget is null then 'none' else {budget_tier} end"
-    summary = con.sql(
-        f"""
-        select kind, {tier} as tier, split, count(*) as rows, count(distinct problem_uid) as problems,
-               quantile_disc(thinking_tokens, 0.1) as thinking_p10, quantile_disc(thinking_tokens, 0.5) as thinking_p50,
-               quantile_disc(thinking_tokens, 0.9) as thinking_p90, max(thinking_tokens) as thinking_max
-        from read_parquet('{sft}') group by all order by kind, min(budget) nulls last, split
-        """
-    ).to_arrow_table()
-    histogram = con.sql(
-        f"""
-        select kind, {tier} as tier,
-               cast(pow(2, floor(log2(greatest(thinking_tokens, 1)))) as bigint) as tokens_from,
-               count(*) as rows
-        from read_parquet('{sft}') group by all order by kind, min(budget) nulls last, tokens_from
-        """
-    ).to_arrow_table()
-    return summary, histogram
-
-
-@task(name="assemble", cache_policy=NONE)
-def assemble_task(config: BardConfig, refresh: bool = False) -> Manifest:
-    from prefect.runtime import flow_run
-
-    manifest = build(config, refresh, flow_run_id=flow_run.id)
-    publish_summary(manifest, manifest.stats["per_kind"])
-    return manifest
+def summary(manifest: Manifest) -> list[dict]:
+    return manifest.stats["per_kind"]

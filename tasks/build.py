@@ -1,36 +1,43 @@
 """What every stage's build does around its own work: reuse the finished artifact, or build it once under
-the artifact's lock, write the manifest last, drop the scratch parts, and index it in the catalog."""
+the artifact's lock, write the manifest last and drop the scratch parts."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bard_core.config import BardConfig
-from storage import catalog
 from storage.artifacts import ArtifactStore, Manifest
 from storage.lock import artifact_lock
+
+if TYPE_CHECKING:
+    from tasks.graph import Step
 
 log = logging.getLogger("bard")
 
 
+@dataclass(frozen=True)
+class StageRun:
+    """What a stage's runner is handed: its config, its finished inputs (as named in its key) and where it writes."""
+
+    config: BardConfig
+    inputs: dict[str, Manifest]
+    path: Path  # the artifact directory; `path/_parts` holds what an interrupted run committed
+    on_progress: Callable[[int, int], None] | None = None
+
+
 def build_artifact(
-    config: BardConfig,
-    stage: str,
-    version: int,
-    key: str,
-    key_config: dict,
-    inputs: dict[str, str],
-    make: Callable[[Path], tuple[dict[str, int], dict]],
-    refresh: bool = False,
-    flow_run_id: str | None = None,
+    step: Step, make: Callable[[Path], tuple[dict[str, int], dict]], refresh: bool = False, flow_run_id: str | None = None
 ) -> Manifest:
     """`make(path)` commits the stage's tables under `path` (resuming from what `path/_parts` already
     holds) and returns (shard count per table, statistics)."""
-    store = ArtifactStore(config.home)
-    with artifact_lock(store.home, stage, key, config.lock_timeout_s):
+    store = ArtifactStore(step.config.home)
+    stage, key, inputs = step.name, step.key, {label: s.key for label, s in step.inputs.items()}
+    with artifact_lock(store.home, stage, key, step.config.lock_timeout_s):
         if refresh:
             shutil.rmtree(store.artifact_dir(stage, key), ignore_errors=True)
         status = store.status(stage, key)
@@ -38,12 +45,11 @@ def build_artifact(
             raise status.error()
         manifest = status.manifest
         if manifest:
-            log.info("%s: cached artifact %s (%d rows)", stage, key, manifest.rows())
+            log.info("%s: cached artifact %s (%d rows)", step.label, key, manifest.rows())
         else:
-            path = store.begin(stage, key, key_config, inputs)
+            path = store.begin(stage, key, step.key_config, inputs)
             tables, stats = make(path)
-            manifest = store.finish(stage, key, version, inputs, tables, stats, flow_run_id)
+            manifest = store.finish(stage, key, step.stage.version, inputs, tables, stats, flow_run_id)
             shutil.rmtree(path / "_parts", ignore_errors=True)
-            log.info("%s: %d rows -> %s", stage, manifest.rows(), path)
-        catalog.register(store.home, manifest)
+            log.info("%s: %d rows -> %s", step.label, manifest.rows(), path)
     return manifest

@@ -1,4 +1,4 @@
-"""Prefect task of stage `eval`: the budget sweep of every configured model on the benchmark problems, on
+"""Stage `eval`: the budget sweep of every configured model on the benchmark problems, on
 engine actors, then the metrics per budget; commit the artifact, return its manifest.
 
 Tables: `eval_problems` (what was evaluated), `eval_samples` (one row per sample, model after model),
@@ -11,31 +11,26 @@ import dataclasses
 import functools
 import hashlib
 from pathlib import Path
-from types import ModuleType
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NONE
 from pydantic import TypeAdapter
 
 from bard_core import contracts, tokenizers
 from bard_core import evaluate as stage
-from bard_core.config import BardConfig, EvalModel, variant_config
+from bard_core.config import BardConfig, EvalModel
 from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from bard_core.generation import GenerationBackendConfig
 from bard_core.metrics import budget_metrics, length_correlation
-from storage.artifacts import ArtifactStore, Manifest, artifact_key, write_table
-from tasks import grpo, problems, sft
-from tasks.build import build_artifact
+from storage.artifacts import Manifest, shard_paths, write_table
+from tasks.build import StageRun
 from tasks.generate import Slice, run_generation
-from tasks.publish import progress_reporter, publish_summary
 from tasks.ray_runtime import ensure_ray
 
 NAME = "eval"
-TRAINED = {"sft": sft, "grpo": grpo}  # models named by the stage that trains them
+TRAINED = ("sft", "grpo")  # the stages whose models eval.models can name
 
 
 def key_config(config: BardConfig) -> dict:
@@ -52,7 +47,7 @@ def key_config(config: BardConfig) -> dict:
     files = {}
     for m in config.eval.models:
         path = m.generation.get("model") if m.generation is not None else m.model
-        if path and not trained(config, path) and (fingerprint := model_dir_fingerprint(path)):
+        if path and not trained(path) and (fingerprint := model_dir_fingerprint(path)):
             files[m.name] = fingerprint
     if files:
         found["model_files"] = files
@@ -60,30 +55,18 @@ def key_config(config: BardConfig) -> dict:
 
 
 def inputs(config: BardConfig) -> dict[str, str]:
-    found = {"problems": problems.key(config)}
-    for m in config.eval.models:
-        if made := trained(config, m.model):
-            module, source = made
-            found[m.model] = module.key(source)
-    return found
+    """The problems, and each model this config trains (`sft`, `grpo`, `grpo@V`), named as in `eval.models`."""
+    return {"problems": "problems", **{m.model: m.model for m in config.eval.models if trained(m.model)}}
 
 
-def trained(config: BardConfig, spec: str | None) -> tuple[ModuleType, BardConfig] | None:
-    """`sft`, `grpo`, `grpo@V` -> the stage that trains that model and the config (or variant) it trains with;
-    None for a model directory or an engine of its own."""
-    stage_name, _, variant = (spec or "").partition("@")
-    if stage_name not in TRAINED:
-        return None
-    return TRAINED[stage_name], variant_config(config, variant) if variant else config
-
-
-def key(config: BardConfig) -> str:
-    return artifact_key(NAME, stage.VERSION, key_config(config), inputs(config))
+def trained(spec: str | None) -> bool:
+    """Whether a model spec names a model this config trains: `sft`, `grpo`, `sft@V`, `grpo@V`."""
+    return (spec or "").partition("@")[0] in TRAINED
 
 
 def check(config: BardConfig) -> None:
     for m in config.eval.models:
-        if m.model and not trained(config, m.model) and not Path(m.model).is_dir():
+        if m.model and not trained(m.model) and not Path(m.model).is_dir():
             raise BardError(f"eval.models[{m.name}].model: {m.model} is neither sft, grpo nor a model directory")
 
 
@@ -92,19 +75,13 @@ def engine_config(config: BardConfig, model: EvalModel, model_dir: str) -> Gener
     return TypeAdapter(GenerationBackendConfig).validate_python(spec)
 
 
-def model_dir(config: BardConfig, model: EvalModel) -> str:
+def model_dir(config: BardConfig, model: EvalModel, inputs: dict[str, Manifest]) -> str:
     """Where the model's weights are (for an engine of its own: the engine's model name)."""
     if model.generation is not None:
         return engine_config(config, model, "").model
-    made = trained(config, model.model)
-    if made is None:
-        return model.model
-    module, source = made
-    manifest = ArtifactStore(config.home).manifest(module.NAME, module.key(source))
-    if manifest is None:
-        raise BardError(f"eval: model {model.name} is the {model.model} artifact of this config, not built yet: "
-                        f"run `bard run --from {module.NAME}`")  # fmt: skip
-    return str(Path(manifest.path) / "model")
+    if trained(model.model):
+        return str(Path(inputs[model.model].path) / "model")
+    return model.model
 
 
 def select_problems(files: list[str], config: BardConfig) -> pa.Table:
@@ -128,54 +105,43 @@ def select_problems(files: list[str], config: BardConfig) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=contracts.PROBLEMS)
 
 
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:
-    """Build (or reuse, or resume) the `eval` artifact."""
-    check(config)
-    source = ArtifactStore(config.home).manifest("problems", problems.key(config))
-    if source is None:
-        raise BardError("eval: the problems artifact of this config is not built yet: run `bard run --stages problems`")
-    dirs = {m.name: model_dir(config, m) for m in config.eval.models}
-
-    def make(path: Path) -> tuple[dict[str, int], dict]:
-        cfg = config.eval
-        chosen = select_problems(source.files("problems"), config)
-        shards = write_table(path, "eval_problems", chosen, cfg.shard_rows)
-        files = [path / "eval_problems" / f"part-{i:05d}.parquet" for i in range(shards)]
-        base = [Slice(i, str(f), 0, pq.read_metadata(f).num_rows) for i, f in enumerate(files)]
-        ensure_ray(config.ray)
-        counts = {}
-        for m, model in enumerate(cfg.models):  # model m writes shards m*S .. m*S + S-1 of eval_samples
-            slices = [dataclasses.replace(s, index=s.index + m * shards) for s in base]
-            engine = engine_config(config, model, dirs[model.name])
-            work = functools.partial(stage.sample, config=config, model=model, model_dir=dirs[model.name])
-            counts[model.name] = run_generation(
-                f"{NAME} {model.name}", engine, slices, work, contracts.EVAL_SAMPLES, path, "eval_samples",
-                cfg.commit_rows, cfg.workers, config.ray.for_stage(NAME), on_progress,
-            )  # fmt: skip
-        samples = pq.read_table([str(path / "eval_samples" / f"part-{i:05d}.parquet") for i in range(shards * len(cfg.models))])
-        rows = samples.drop_columns(["completion"]).to_pylist()
-        metrics, correlation = budget_metrics(rows, config.reward.tau), length_correlation(rows)
-        tables = {
-            "eval_problems": shards,
-            "eval_samples": shards * len(cfg.models),
-            "eval_metrics": write_table(path, "eval_metrics", pa.Table.from_pylist(metrics), 100_000),
-            "eval_correlation": write_table(path, "eval_correlation", pa.Table.from_pylist(correlation), 100_000),
-        }
-        variants = {}  # what each variant's model is, for the report
-        for m in cfg.models:
-            if m.model and "@" in m.model:
-                overrides = config.variants[m.model.split("@")[1]]
-                variants[m.name] = f"{m.model} = this config with " + ", ".join(f"{k}: {v}" for k, v in overrides.items())
-        return tables, {"models": dirs, "variants": variants, "problems": chosen.num_rows, "samples": samples.num_rows,
-                        "correlation": correlation, "generation": counts}  # fmt: skip
-
-    return build_artifact(config, NAME, stage.VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+def run(job: StageRun) -> tuple[dict[str, int], dict]:
+    """Sample every model at every budget on engine actors (resuming from the rows committed), then the metrics."""
+    config, path, source = job.config, job.path, job.inputs["problems"]
+    dirs = {m.name: model_dir(config, m, job.inputs) for m in config.eval.models}
+    cfg = config.eval
+    chosen = select_problems(source.files("problems"), config)
+    shards = write_table(path, "eval_problems", chosen, cfg.shard_rows)
+    files = shard_paths(path, "eval_problems", shards)
+    base = [Slice(i, f, 0, pq.read_metadata(f).num_rows) for i, f in enumerate(files)]
+    ensure_ray(config.ray)
+    counts = {}
+    for m, model in enumerate(cfg.models):  # model m writes shards m*S .. m*S + S-1 of eval_samples
+        slices = [dataclasses.replace(s, index=s.index + m * shards) for s in base]
+        engine = engine_config(config, model, dirs[model.name])
+        work = functools.partial(stage.sample, config=config, model=model, model_dir=dirs[model.name])
+        counts[model.name] = run_generation(
+            f"{NAME} {model.name}", engine, slices, work, contracts.EVAL_SAMPLES, path, "eval_samples",
+            cfg.commit_rows, cfg.workers, config.ray.for_stage(NAME), job.on_progress,
+        )  # fmt: skip
+    samples = pq.read_table(shard_paths(path, "eval_samples", shards * len(cfg.models)))
+    rows = samples.drop_columns(["completion"]).to_pylist()
+    metrics, correlation = budget_metrics(rows, config.reward.tau), length_correlation(rows)
+    tables = {
+        "eval_problems": shards,
+        "eval_samples": shards * len(cfg.models),
+        "eval_metrics": write_table(path, "eval_metrics", pa.Table.from_pylist(metrics), 100_000),
+        "eval_correlation": write_table(path, "eval_correlation", pa.Table.from_pylist(correlation), 100_000),
+    }
+    variants = {}  # what each variant's model is, for the report
+    for m in cfg.models:
+        if m.model and "@" in m.model:
+            overrides = config.variants[m.model.split("@")[1]]
+            variants[m.name] = f"{m.model} = this config with " + ", ".join(f"{k}: {v}" for k, v in overrides.items())
+    return tables, {"models": dirs, "variants": variants, "problems": chosen.num_rows, "samples": samples.num_rows,
+                    "correlation": correlation, "generation": counts}  # fmt: skip
 
 
-@task(name="eval", cache_policy=NONE)
-def eval_task(config: BardConfig, refresh: bool = False) -> Manifest:
-    from prefect.runtime import flow_run
+def summary(manifest: Manifest) -> list[dict]:
+    return manifest.stats["correlation"]
 
-    manifest = build(config, refresh, flow_run_id=flow_run.id, on_progress=progress_reporter(NAME))
-    publish_summary(manifest, manifest.stats["correlation"])
-    return manifest

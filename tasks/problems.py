@@ -1,25 +1,19 @@
-"""Prefect task of stage `problems`: shard the sources over Ray, commit the artifact, return its manifest."""
+"""Stage `problems`: shard the sources over Ray, validate them into the problems contract, commit the artifact."""
 
 from __future__ import annotations
 
 import collections
-import functools
 import logging
-from pathlib import Path
 
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NONE
 
 from bard_core import contracts
 from bard_core import problems as stage
 from bard_core.config import BardConfig, ProblemsConfig
-from storage.artifacts import Manifest, artifact_key, commit_shard, has_shard, read_shards, write_table
-from tasks.build import build_artifact
-from tasks.publish import publish_summary
+from storage.artifacts import Manifest, commit_shard, has_shard, read_shards, write_table
+from tasks.build import StageRun
 from tasks.ray_runtime import ensure_ray, run_shards
 
-NAME = "problems"
 PARTS, PARTS_REJECTED = "_parts/problems", "_parts/problems_rejected"
 # Shards before `finalize`: problems still carry where they came from, to name a duplicate's first occurrence.
 PART_SCHEMA = contracts.PROBLEMS.append(pa.field("_file", pa.string())).append(pa.field("_line", pa.int64()))
@@ -34,10 +28,6 @@ def key_config(config: BardConfig) -> dict:
     }
 
 
-def key(config: BardConfig) -> str:
-    return artifact_key(NAME, stage.VERSION, key_config(config), inputs={})
-
-
 def check(config: BardConfig) -> None:
     """Fail before any flow starts if a source cannot be read at all (a clear message, no traceback)."""
     stage.plan(config.problems)
@@ -50,15 +40,9 @@ def _build_shard(spec: stage.ShardSpec, config: ProblemsConfig, artifact_dir: st
     commit_shard(artifact_dir, PARTS_REJECTED, spec.index, contracts.to_table(rejected, contracts.PROBLEMS_REJECTED))
 
 
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
-    """Build (or reuse, or resume) the `problems` artifact."""
-    return build_artifact(
-        config, NAME, stage.VERSION, key(config), key_config(config), {}, functools.partial(_make, config), refresh,
-        flow_run_id,
-    )
-
-
-def _make(config: BardConfig, path: Path) -> tuple[dict[str, int], dict]:
+def run(job: StageRun) -> tuple[dict[str, int], dict]:
+    """Shard the sources over Ray (resuming from the shards committed), then drop duplicates across shards."""
+    config, path = job.config, job.path
     specs = stage.plan(config.problems)
     missing = [s for s in specs if not has_shard(path, PARTS_REJECTED, s.index)]
     if len(missing) < len(specs):
@@ -66,8 +50,8 @@ def _make(config: BardConfig, path: Path) -> tuple[dict[str, int], dict]:
     nodes = 0  # Ray nodes that built this run's shards
     if missing:
         ensure_ray(config.ray)
-        _, nodes = run_shards(_build_shard, missing, config.problems, str(path), label=NAME,
-                              resources=config.ray.for_stage(NAME))
+        _, nodes = run_shards(_build_shard, missing, config.problems, str(path), label="problems",
+                              resources=config.ray.for_stage("problems"))
 
     parts = zip(read_shards(path, PARTS, len(specs)), read_shards(path, PARTS_REJECTED, len(specs)))
     problems, rejected = stage.finalize([(p.to_pylist(), r.to_pylist()) for p, r in parts])
@@ -93,12 +77,5 @@ def _stats(problems: list[dict], rejected: list[dict], shards: int, resumed: int
     }
 
 
-@task(name="problems", cache_policy=NONE)
-def problems_task(config: BardConfig, refresh: bool = False) -> Manifest:
-    from prefect.runtime import flow_run
-
-    manifest = build(config, refresh, flow_run_id=flow_run.id)
-    publish_summary(manifest, [
-        {"source": s, **counts} for s, counts in manifest.stats.get("per_source", {}).items()
-    ])
-    return manifest
+def summary(manifest: Manifest) -> list[dict]:
+    return [{"source": s, **counts} for s, counts in manifest.stats.get("per_source", {}).items()]

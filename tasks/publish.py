@@ -36,3 +36,24 @@ def progress_reporter(stage: str, interval_s: float = 5.0):
         state["sent_at"] = now  # the time of the last update sent, not of the last call
 
     return report
+
+
+def publish_stages(manifests: dict[str, Manifest], reused: list[str]) -> None:
+    """One table per pipeline run: each stage, whether it was built or its finished artifact reused, and where."""
+    rows = [{"stage": label, "status": "reused" if label in reused else "built", "key": m.key, "rows": m.rows(),
+             "path": m.path} for label, m in manifests.items()]  # fmt: skip
+    built = [label for label in manifests if label not in reused]
+    said = "; ".join(f"{what}: {', '.join(labels)}" for what, labels in (("built", built), ("reused", reused)) if labels)
+    if rows:
+        create_table_artifact(key="bard-stages", table=rows, description=f"The stages of this run. {said}")
+
+
+def publish_report(manifest: Manifest) -> None:
+    from pathlib import Path
+
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(
+        key="bard-report", markdown=Path(manifest.stats["report"]).read_text(),
+        description=f"BARD report {manifest.key}: {manifest.stats['report']} (plots beside it)",
+    )  # fmt: skip

@@ -1,5 +1,5 @@
-"""Prefect task of stage `report`: the evaluation report (Markdown + PNG plots) from the `eval` artifact's
-stored rows, committed as an artifact and published as a Prefect markdown artifact. `bard report` renders
+"""Stage `report`: the evaluation report (Markdown + PNG plots) from the `eval` artifact's stored rows,
+committed as an artifact (the pipeline flow publishes it as a Prefect markdown artifact). `bard report` renders
 the same from any eval artifact into a folder of your choice."""
 
 from __future__ import annotations
@@ -8,20 +8,12 @@ import datetime
 from pathlib import Path
 
 import duckdb
-from prefect import task
-from prefect.cache_policies import NONE
 
 from bard_core.config import BardConfig
-from bard_core.errors import BardError
 from bard_core.report import write_report
-from storage.artifacts import ArtifactStore, Manifest, artifact_key
-from tasks import compress
-from tasks import eval as evaluation
-from tasks.build import build_artifact
+from storage.artifacts import ArtifactStore, Manifest
+from tasks.build import StageRun
 
-NAME = "report"
-# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
-VERSION = 2
 
 
 def key_config(config: BardConfig) -> dict:
@@ -30,18 +22,7 @@ def key_config(config: BardConfig) -> dict:
 
 def inputs(config: BardConfig) -> dict[str, str]:
     """The evaluation, and the compressions to audit when this config makes them."""
-    found = {"eval": evaluation.key(config)}
-    if config.compress.generation is not None:
-        found["compress"] = compress.key(config)
-    return found
-
-
-def key(config: BardConfig) -> str:
-    return artifact_key(NAME, VERSION, key_config(config), inputs(config))
-
-
-def check(config: BardConfig) -> None:
-    evaluation.check(config)
+    return {"eval": "eval", **({"compress": "compress"} if config.compress.generation is not None else {})}
 
 
 def render(source: Manifest, out: Path, compressions: Manifest | None = None, home: str | None = None) -> Path:
@@ -85,33 +66,10 @@ def audit_compressions(manifest: Manifest, store: ArtifactStore) -> tuple[list[d
     return audit(rows)
 
 
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None) -> Manifest:
-    source = ArtifactStore(config.home).manifest("eval", evaluation.key(config))
-    if source is None:
-        raise BardError("report: the eval artifact of this config is not built yet: run `bard run --from eval`")
-
-    compressions = None
-    if "compress" in inputs(config):
-        compressions = ArtifactStore(config.home).manifest("compress", compress.key(config))
-        if compressions is None:
-            raise BardError("report: the compress artifact of this config is not built yet: run `bard run --from compress`")
-
-    def make(path: Path) -> tuple[dict[str, int], dict]:
-        report = render(source, path, compressions, config.home)
-        return {}, {"report": str(report), "plots": sorted(p.name for p in (path / "plots").glob("*.png"))}
-
-    return build_artifact(config, NAME, VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+def run(job: StageRun) -> tuple[dict[str, int], dict]:
+    report = render(job.inputs["eval"], job.path, job.inputs.get("compress"), job.config.home)
+    return {}, {"report": str(report), "plots": sorted(p.name for p in (job.path / "plots").glob("*.png"))}
 
 
-@task(name="report", cache_policy=NONE)
-def report_task(config: BardConfig, refresh: bool = False) -> Manifest:
-    from prefect.artifacts import create_markdown_artifact
-
-    from prefect.runtime import flow_run
-
-    manifest = build(config, refresh, flow_run_id=flow_run.id)
-    create_markdown_artifact(
-        key="bard-report", markdown=Path(manifest.stats["report"]).read_text(),
-        description=f"BARD report {manifest.key}: {manifest.stats['report']} (plots beside it)",
-    )  # fmt: skip
-    return manifest
+def summary(manifest: Manifest) -> list[dict]:
+    return [{"report": manifest.stats["report"], "plots": len(manifest.stats["plots"])}]

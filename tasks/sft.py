@@ -1,27 +1,20 @@
-"""Prefect task of stage `sft`: train the student on the assembled SFT data in a Ray task, commit the model
-directory as an artifact, return its manifest."""
+"""Stage `sft`: train the student on the assembled SFT data in a Ray task (or an OpenRLHF job), commit the
+model directory as the artifact."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NONE
-
 from bard_core import tokenizers
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
-from storage.artifacts import ArtifactStore, Manifest, artifact_key
-from tasks import assemble
-from tasks.build import build_artifact
-from tasks.publish import progress_reporter, publish_summary
+from storage.artifacts import Manifest
+from tasks.build import StageRun
 from tasks.ray_job import secret_env_values
 from tasks.ray_runtime import run_recipe_task
 
 NAME = "sft"
-# Part of every artifact key: bumped when what the stage writes changes (tests/tasks/test_stage_versions.py pins it).
-VERSION = 1
 
 
 def key_config(config: BardConfig) -> dict:
@@ -37,48 +30,34 @@ def key_config(config: BardConfig) -> dict:
     return found
 
 
-def inputs(config: BardConfig) -> dict[str, str]:
-    return {"assemble": assemble.key(config)}
-
-
-def key(config: BardConfig) -> str:
-    return artifact_key(NAME, VERSION, key_config(config), inputs(config))
-
-
 def check(config: BardConfig) -> None:
     if config.student.model is not None and not Path(config.student.model).is_dir():
         raise BardError(f"student.model: {config.student.model} is not a model directory")
     if config.sft.backend == "openrlhf":
-        openrlhf_command(config, Path(config.home))  # settings OpenRLHF cannot take fail here, before any work
+        command(config, Path(config.home))  # settings OpenRLHF cannot take fail here, before any work
         secret_env_values(config.ray)  # so does a ray.secret_env variable missing from the environment
 
 
-def build(config: BardConfig, refresh: bool = False, flow_run_id: str | None = None, on_progress=None) -> Manifest:
-    """Train (or reuse, or resume from the last checkpoint) the SFT model from the finished `assemble` artifact."""
-    check(config)
-    data = ArtifactStore(config.home).manifest("assemble", assemble.key(config))
-    if data is None:
-        raise BardError("sft: the assemble artifact of this config is not built yet: run `bard run --from assemble`")
+def run(job: StageRun) -> tuple[dict[str, int], dict]:
+    """Train (or resume from the last checkpoint) the student on the assembled SFT data."""
+    config, path, data = job.config, job.path, job.inputs["assemble"]
+    if config.sft.backend == "openrlhf":
+        return {}, _openrlhf(config, data.files("sft_dataset"), path)
+    from bard_core.training.sft_trl import TRLSFTRecipe
 
-    def make(path: Path) -> tuple[dict[str, int], dict]:
-        if config.sft.backend == "openrlhf":
-            return {}, _openrlhf(config, data.files("sft_dataset"), path)
-        from bard_core.training.sft_trl import TRLSFTRecipe
-
-        metrics = run_recipe_task(config.ray, NAME, TRLSFTRecipe, config, data.files("sft_dataset"), out=str(path),
-                                  on_progress=on_progress)
-        curve = metrics["loss_curve"]
-        stats = {
-            "steps": metrics["steps"], "resumed_from": metrics["resumed_from"],
-            "first_loss": curve[0]["loss"] if curve else None, "last_loss": curve[-1]["loss"] if curve else None,
-            "train_runtime_s": metrics["train"].get("train_runtime"), "model": str(path / "model"),
-        }  # fmt: skip
-        return {}, stats
-
-    return build_artifact(config, NAME, VERSION, key(config), key_config(config), inputs(config), make, refresh, flow_run_id)
+    metrics = run_recipe_task(config.ray, NAME, TRLSFTRecipe, config, data.files("sft_dataset"), out=str(path),
+                              on_progress=job.on_progress)
+    curve = metrics["loss_curve"]
+    stats = {
+        "steps": metrics["steps"], "resumed_from": metrics["resumed_from"],
+        "first_loss": curve[0]["loss"] if curve else None, "last_loss": curve[-1]["loss"] if curve else None,
+        "train_runtime_s": metrics["train"].get("train_runtime"), "model": str(path / "model"),
+    }  # fmt: skip
+    return {}, stats
 
 
-def openrlhf_command(config: BardConfig, out: Path) -> str:
+def command(config: BardConfig, out: Path, inputs: dict[str, Path] | None = None) -> str:
+    """The OpenRLHF SFT job's command line, writing under the artifact directory `out`."""
     from bard_core.training import openrlhf
 
     return openrlhf.sft_entrypoint(config, _student_dir(config, out), str(out / "openrlhf" / "sft.parquet"), out)
@@ -100,14 +79,9 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
         tokenizer = load_tokenizer(config.student)
         load_model(config.student, tokenizer).save_pretrained(_student_dir(config, path))
         tokenizer.save_pretrained(_student_dir(config, path))
-    job = run_openrlhf(config.ray, NAME, openrlhf_command(config, path), path, config.sft.openrlhf.gpus, {})
+    job = run_openrlhf(config.ray, NAME, command(config, path), path, config.sft.openrlhf.gpus, {})
     return {"backend": "openrlhf", "train_rows": rows, **job, "model": str(path / "model")}
 
 
-@task(name="sft", cache_policy=NONE)
-def sft_task(config: BardConfig, refresh: bool = False) -> Manifest:
-    from prefect.runtime import flow_run
-
-    manifest = build(config, refresh, flow_run_id=flow_run.id, on_progress=progress_reporter(NAME))
-    publish_summary(manifest, [manifest.stats])
-    return manifest
+def summary(manifest: Manifest) -> list[dict]:
+    return [manifest.stats]

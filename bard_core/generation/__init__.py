@@ -11,14 +11,8 @@ loads neither torch nor httpx nor vllm.
 
 from __future__ import annotations
 
-from bard_core.generation.config import (
-    GenerationBackendConfig,
-    HFBackendConfig,
-    OpenAIBackendConfig,
-    SamplingParams,
-    ScriptedBackendConfig,
-    VLLMBackendConfig,
-)
+from bard_core.config.generation import GenerationBackendConfig, HFBackendConfig, OpenAIBackendConfig, SamplingParams
+from bard_core.config.generation import ScriptedBackendConfig, VLLMBackendConfig
 from bard_core.generation.protocol import Completion, GenerationBackend, GenerationError, GenerationRequest
 
 __all__ = [

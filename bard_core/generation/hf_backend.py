@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bard_core.generation.config import HFBackendConfig, SamplingParams
+from bard_core.config.generation import HFBackendConfig, SamplingParams
 from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples
 
 

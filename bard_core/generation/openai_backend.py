@@ -23,7 +23,7 @@ import os
 import random
 from collections.abc import Sequence
 
-from bard_core.generation.config import OpenAIBackendConfig
+from bard_core.config.generation import OpenAIBackendConfig
 from bard_core.generation.protocol import Completion, GenerationError, GenerationRequest, expand_samples
 
 log = logging.getLogger(__name__)

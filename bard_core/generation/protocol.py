@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bard_core.errors import BardError
-from bard_core.generation.config import SamplingParams
+from bard_core.config.generation import SamplingParams
 
 
 class GenerationError(BardError):

@@ -4,11 +4,15 @@ following their contracts on the arithmetic domain (`bard_core/arithmetic.py`).
 - teacher: the user turn holds an arithmetic question; the reply is a verbose, self-checking worked solution
   in `<think>...</think>` ending in `\\boxed{}`, its wording varied and, at `slip_rate`, one step miscalculated.
 - compressor: the user turn holds the question, the reasoning (after "Reasoning:", up to a blank line, as the
-  default compression template writes it) and "at most N tokens"; the reply is the most detailed tier of that
+  default compression template writes it) and then the budget N; the reply is the most detailed tier of that
   reasoning whose thinking fits N tokens, and at `overshoot_rate` one tier more detailed (over the budget).
-- reference: the user turn is a student's prompt, a question with "at most N tokens"; the reply is what the
-  compressor makes of a correct solution for N, never overshooting: the floor of a distilled student's error
+- reference: the user turn is a student's prompt, a question and then its budget text with N; the reply is what
+  the compressor makes of a correct solution for N, never overshooting: the floor of a distilled student's error
   |L - B| / B (the tiers do not fill every budget), evaluated beside the student.
+
+The engine has no config of the prompts, so it reads N by position, not by wording: the last number of the user
+turn after the question (reference) or the reasoning (compressor), so any `budget.template` (and compression
+template) that writes the budget as its last number works.
 
 Each sample draws from its own seed, so a resumed run writes the same rows.
 """
@@ -20,11 +24,11 @@ import re
 from collections.abc import Sequence
 
 from bard_core import arithmetic
-from bard_core.generation.config import ScriptedBackendConfig
+from bard_core.config.generation import ScriptedBackendConfig
 from bard_core.generation.protocol import Completion, GenerationError, GenerationRequest, expand_samples
 
 REASONING = re.compile(r"Reasoning:\n(.*?)\n\n", re.S)
-BUDGET = re.compile(r"at most (\d+) tokens")
+NUMBER = re.compile(r"\d+")
 
 
 class ScriptedBackend:
@@ -67,30 +71,37 @@ class ScriptedBackend:
         return arithmetic.completion(lines, arithmetic.final_answer(lines))
 
     def _compressor(self, user: str, rng: random.Random) -> str:
-        reasoning, budget = REASONING.search(user), BUDGET.findall(user)
-        if reasoning is None or not budget:
-            raise ValueError("expected 'Reasoning:' followed by the reasoning and a blank line, and 'at most N tokens'")
+        reasoning = REASONING.search(user)
+        budget = _last_number(user, reasoning.end()) if reasoning else None
+        if budget is None:
+            raise ValueError("expected 'Reasoning:' followed by the reasoning and a blank line, then the budget")
         lines = [x.strip() for x in reasoning.group(1).strip().splitlines() if x.strip()]
         answer = arithmetic.final_answer(lines)
         if answer is None:
             raise ValueError("the reasoning has no step to take the answer from")
         tiers = [arithmetic.tier(lines, name) for name in arithmetic.TIERS]
-        fits = self._most_detailed_fit(tiers, int(budget[-1]))
+        fits = self._most_detailed_fit(tiers, budget)
         if fits > 0 and rng.random() < self.config.overshoot_rate:
             fits -= 1
         return arithmetic.completion(tiers[fits], answer)
 
     def _reference(self, user: str, rng: random.Random) -> str:
-        budget = BUDGET.findall(user)
-        if not budget:
-            raise ValueError("expected the budget as 'at most N tokens'")
+        question = arithmetic.QUESTION.search(user)
+        budget = _last_number(user, question.end()) if question else None
+        if budget is None:
+            raise ValueError("expected an arithmetic question followed by its budget")
         lines = arithmetic.worked_lines(arithmetic.parse_question(user), rng, slip_rate=0.0)
         tiers = [arithmetic.tier(lines, name) for name in arithmetic.TIERS]
-        return arithmetic.completion(tiers[self._most_detailed_fit(tiers, int(budget[-1]))], arithmetic.final_answer(lines))
+        return arithmetic.completion(tiers[self._most_detailed_fit(tiers, budget)], arithmetic.final_answer(lines))
 
     def _most_detailed_fit(self, tiers: list[list[str]], budget: int) -> int:
         """The first tier (most detailed first) whose thinking fits the budget; the last (the answer alone) if none."""
         return next(i for i, t in enumerate(tiers) if i == len(tiers) - 1 or self.count(_thinking(t)) <= budget)
+
+
+def _last_number(text: str, start: int) -> int | None:
+    found = NUMBER.findall(text, start)
+    return int(found[-1]) if found else None
 
 
 def _thinking(lines: list[str]) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bard_core.generation.config import VLLMBackendConfig
+from bard_core.config.generation import VLLMBackendConfig
 from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 from pathlib import Path
 
+from bard_core.budget import Budget
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
@@ -50,12 +50,13 @@ class TRLGRPORecipe:
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir)
         if cfg.prefilter_samples:
             data = self._difficulty_filter(data)
-        # One limit for the whole run (TRL has no per-prompt limit): room for the largest budget, and the answer.
-        max_completion = math.ceil(cfg.completion_factor * max(b for b in data["budget"] if b is not None)) + cfg.answer_tokens
+        # Room for the largest budget of these prompts: the config's largest (as OpenRLHF) would change what TRL is
+        # handed when the draws miss it, so grpo's VERSION would have to change with it.
+        limit = Budget.from_config(self.config).completion_limit(max(b for b in data["budget"] if b is not None))
         args = GRPOConfig(
             output_dir=str(self.out / "_parts" / "checkpoints"), learning_rate=cfg.learning_rate, beta=cfg.beta,
             num_generations=cfg.num_generations, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
-            max_completion_length=max_completion, temperature=cfg.temperature, loss_type=cfg.loss_type,
+            max_completion_length=limit, temperature=cfg.temperature, loss_type=cfg.loss_type,
             max_steps=cfg.max_steps, save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
             seed=cfg.seed, report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
             **stopping,
@@ -94,7 +95,7 @@ class TRLGRPORecipe:
 
         cfg = self.config.grpo
         backend = make_backend(HFBackendConfig(backend="hf", model=self.model_dir, num_threads=cfg.num_threads))
-        limit = math.ceil(cfg.completion_factor * max(b for b in data["budget"] if b is not None)) + cfg.answer_tokens
+        limit = Budget.from_config(self.config).completion_limit(max(b for b in data["budget"] if b is not None))
         sampling = SamplingParams(temperature=cfg.temperature, top_p=1.0, max_tokens=limit, n=cfg.prefilter_samples, seed=cfg.seed)
         rows = data.to_list()
         completions = backend.generate(

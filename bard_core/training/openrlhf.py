@@ -18,6 +18,7 @@ import math
 import shlex
 from pathlib import Path
 
+from bard_core.budget import Budget
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 
@@ -71,18 +72,12 @@ def sft_entrypoint(config: BardConfig, model_dir: str, dataset: str, out: Path) 
     return shlex.join(launcher + sft_args(config, model_dir, dataset, out))
 
 
-def max_new_tokens(config: BardConfig) -> int:
-    """Room for the longest thinking GRPO can be asked for (the largest budget `budget_sampling` draws), and
-    the answer after it: the trl backend's rule, fixed by config so `--dry-run` shows the real command."""
-    return math.ceil(config.grpo.completion_factor * config.budget_sampling.largest) + config.grpo.answer_tokens
-
-
 def grpo_args(config: BardConfig, model_dir: str, prompts: str, reward_file: str, out: Path) -> list[str]:
     """`openrlhf.cli.train_ppo_ray` flags for GRPO with the BARD reward file. One rollout of
     `prompts_per_step` x `num_generations` samples is one optimizer step; the prompt file holds exactly
     `max_steps` x `prompts_per_step` rows (see `rl_rows`), so one episode is `max_steps` steps."""
     cfg, orl = config.grpo, config.grpo.openrlhf
-    new_tokens = max_new_tokens(config)
+    new_tokens = Budget.from_config(config).completion_limit()
     args = [
         "--actor.model_name_or_path", model_dir, "--reward.remote_url", reward_file,
         "--data.prompt_dataset", prompts, "--data.input_key", "prompt", "--data.label_key", "label",

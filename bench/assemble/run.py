@@ -26,7 +26,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from bard_core.config import load_config  # noqa: E402
-from tasks import assemble, problems  # noqa: E402
+from tasks import graph  # noqa: E402
 from tests.tasks.synthetic_upstream import write_upstream  # noqa: E402
 
 REFERENCE_SHUFFLE_S = 126.0
@@ -44,7 +44,7 @@ def config_for(home: Path):
 def run_stage(home: Path) -> None:
     """The child: the stage alone."""
     started = time.perf_counter()
-    manifest = assemble.build(config_for(home))
+    manifest = graph.build("assemble", config_for(home))
     elapsed = time.perf_counter() - started
     mix = manifest.stats["mix"]
     print(f"assemble: {elapsed:.0f} s = {elapsed / REFERENCE_SHUFFLE_S:.2f}x the 126 s shuffle-and-copy reference")
@@ -71,7 +71,7 @@ def main() -> None:
                                 "answer": str(i + (i % 97) * (i % 13))}) + "\n")  # fmt: skip
     config = config_for(home)
     started = time.perf_counter()
-    problems.build(config)
+    graph.build("problems", config)
     samples, rewrites = write_upstream(config, samples=4, budgets=3, words=opts.words, shard_rows=20_000)
     n_rows = samples.rows() + rewrites.rows()
     files = samples.files("teacher_samples") + rewrites.files("compressions")

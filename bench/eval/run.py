@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bard_core.config import load_config  # noqa: E402
-from tasks import eval as evaluation  # noqa: E402
-from tasks import problems  # noqa: E402
+from tasks import graph  # noqa: E402
 from tests.bard_core.generation.local_models import build_tiny_model  # noqa: E402
 
 
@@ -40,9 +39,9 @@ def main() -> None:
             f"eval.samples={opts.samples}", f"eval.generation={{backend: hf, num_threads: 1, batch_size: {opts.batch_size}}}",
             "eval.answer_tokens=16", "ray.num_cpus=1",
         ], home=str(home / "home"))  # fmt: skip
-        problems.build(config)
+        graph.build("problems", config)
         start = time.perf_counter()
-        manifest = evaluation.build(config)
+        manifest = graph.build("eval", config)
         seconds = time.perf_counter() - start
         samples = manifest.rows("eval_samples")
         print(f"{mode:>8}: {samples} samples in {seconds:.1f} s = {samples / seconds:.1f} samples/s")

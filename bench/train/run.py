@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bard_core.config import load_config  # noqa: E402
-from tasks import assemble, grpo, problems, sft  # noqa: E402
+from tasks import graph  # noqa: E402
 from tests.bard_core.generation.local_models import build_tiny_model  # noqa: E402
 from tests.tasks.synthetic_upstream import write_upstream  # noqa: E402
 
@@ -40,11 +40,11 @@ def main() -> None:
         f"grpo={{max_steps: {opts.grpo_steps}, save_steps: 1000, report_to: []}}",
         "ray.num_cpus=1",
     ], home=str(home))  # fmt: skip
-    problems.build(config)
+    graph.build("problems", config)
     write_upstream(config, samples=2, budgets=3, words=120)
-    assemble.build(config)
+    graph.build("assemble", config)
 
-    trained = sft.build(config)
+    trained = graph.build("sft", config)
     metrics = json.loads((Path(trained.path) / "metrics.json").read_text())
     runtime = metrics["train"]["train_runtime"]
     tokens = metrics["loss_curve"][-1]["num_tokens"]  # counted by TRL up to the last logged step
@@ -53,7 +53,7 @@ def main() -> None:
           f"loss {metrics['loss_curve'][0]['loss']:.2f} -> {metrics['loss_curve'][-1]['loss']:.2f}")  # fmt: skip
 
     started = time.perf_counter()
-    rl = grpo.build(config)
+    rl = graph.build("grpo", config)
     rl_metrics = json.loads((Path(rl.path) / "metrics.json").read_text())
     rl_runtime = rl_metrics["train"]["train_runtime"]
     print(f"GRPO: {rl_metrics['steps']} steps (8 prompts x 8 completions) in {rl_runtime:.1f} s: "

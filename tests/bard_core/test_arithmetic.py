@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from bard_core import arithmetic
-from bard_core.budget import add_budget, count_budget_tokens, split_thinking
+from bard_core.budget import add_budget, count_budget_tokens
 from bard_core.config import DEFAULT_COMPRESS_TEMPLATE, BudgetConfig, VerifyConfig
 from bard_core.generation import GenerationRequest, SamplingParams, ScriptedBackendConfig, make_backend
 from bard_core.prompts import fill
+from bard_core.scoring.thinking import split_thinking
+from bard_core.scoring.verify import grade
 from bard_core.tokenizers import cached_tokenizer
-from bard_core.verify import grade
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = str(ROOT / arithmetic.DEMO_TOKENIZER)
@@ -140,7 +141,7 @@ def test_scripted_reference_answers_a_student_prompt_with_the_tier_that_fits():
         assert max(used) <= max(budget, min(used)), "within the budget unless the answer alone is longer"
         if budget == 200:
             assert min(used) > 30, "a large budget gets the most detailed tier"
-    with pytest.raises(Exception, match="at most N tokens"):
+    with pytest.raises(Exception, match="followed by its budget"):
         reference.generate(requests("Compute 43 + 9 - 6 + 9 ."))
 
 

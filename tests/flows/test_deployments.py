@@ -7,13 +7,14 @@ import subprocess
 import pytest
 
 from bard_core.errors import BardError
-from deployments.serve import DEPLOYMENTS_FILE, load_deployments, runner_deployments
+from flows.serve import DEPLOYMENTS_FILE, load_deployments, runner_deployments
+from tasks.graph import ORDER
 from tests.conftest import BARD, ROOT, free_port
 
 
 def test_the_shipped_deployments_are_the_pipeline_on_a_schedule_and_one_per_stage():
     specs = {s.name: s for s in load_deployments()}
-    assert list(specs) == ["pipeline", "problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
+    assert list(specs) == ["pipeline", *ORDER], "the file's, then one per stage of the graph"
     assert [s.cron for s in specs["pipeline"].schedules] == ["0 3 * * *"]
     assert specs["sft"].parameters == {"stages": ["sft"]} and not specs["sft"].schedules
     (pipeline,) = [d for d in runner_deployments([specs["pipeline"]])]

@@ -58,3 +58,18 @@ def test_keys_of_the_shipped_profiles_are_the_ones_existing_homes_hold(name, tmp
         assert commands.count("\n") == 1, out
         digest = hashlib.sha256((commands.replace(str(tmp_path), "<home>") + "\n").encode()).hexdigest()
         assert digest == COMMANDS, commands
+
+
+def test_a_home_the_old_code_filled_is_found_finished(tmp_path):
+    """A home holding finished artifacts under the pinned keys (as the code before the refactor wrote them):
+    every stage of the ablation profile is found cached, nothing is to run."""
+    from storage.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    for stage_label, key in PINNED["ablations"][1].items():
+        stage = stage_label.partition("@")[0]
+        store.begin(stage, key, {}, {})
+        store.finish(stage, key, 1, {}, {}, {"report": str(tmp_path / "report.md")} if stage == "report" else {})
+    out = dry_run(PINNED["ablations"][0], tmp_path)
+    statuses = re.findall(r"│ (\S+) +│ [0-9a-f]{20} │ (\S+)", out)
+    assert len(statuses) == len(PINNED["ablations"][1]) and {s for _, s in statuses} == {"cached"}, out

@@ -1,7 +1,8 @@
 """The pipeline as its users run it from the Prefect UI: `bard ui` starts a real Prefect server on a free loopback
 port, `bard serve` serves deployments/prefect.yaml, a run is triggered through the API with parameters (as the
 UI's custom run does), a stage fails, the user fixes its input and presses Retry (the same API call the UI makes),
-and only the failed stage and those after it run again."""
+and only the failed stage and those after it run again. A service manager stops `bard serve` with SIGTERM: the run in
+flight is cancelled, not left running."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, LogFilter
@@ -124,7 +126,7 @@ def test_served_deployment_runs_from_the_api_and_a_retry_reruns_only_the_failed_
 
             # The stages' artifacts, read back through the API.
             artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id={"any_": [r.id for r in first + again]})
+                artifact_filter=ArtifactFilter(flow_run_id={"any_": [run.id] + [r.id for r in first + again]})
             )
             kinds = {(a.key, a.type) for a in artifacts if a.key}
             for stage in DATA_STAGES + ["eval"]:
@@ -147,3 +149,31 @@ def _final(client, run_id):
 def _subflows(client, run_id):
     runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": [run_id]}))
     return sorted(runs, key=lambda r: r.created)
+
+
+def test_sigterm_stops_bard_serve_and_cancels_the_run_in_flight(server, tmp_path):
+    api, env, _ = server
+    log = tmp_path / "serve.log"
+    serve = subprocess.Popen([BARD, "serve"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            problems = wait_for(lambda: _deployment(client, "pipeline/problems"), 120, "the served deployments", serve, log)
+            run = client.create_flow_run_from_deployment(problems.id, parameters={"home": str(tmp_path / "home")})
+            wait_for(lambda: client.read_flow_run(run.id).state.type == StateType.RUNNING, 120, "the run", serve, log)
+            workers = psutil.Process(serve.pid).children(recursive=True)
+
+            os.kill(serve.pid, signal.SIGTERM)  # bard only, as a service manager does
+            assert serve.wait(timeout=60) == 0, log.read_text()[-3000:]
+            _, alive = psutil.wait_procs(workers, timeout=30)
+            assert alive == [], "the run's process outlived `bard serve`"
+            assert client.read_flow_run(run.id).state.type == StateType.CANCELLED, "left in flight, not cancelled"
+    finally:
+        stop(serve)
+
+
+def _deployment(client, name):
+    try:
+        return client.read_deployment_by_name(name)
+    except Exception:  # not registered yet
+        return None

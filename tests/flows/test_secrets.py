@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bard_core.config import load_config
 from storage.artifacts import ArtifactStore
-from tasks import sft
+from tasks import graph
 from tests.conftest import BARD
 from tests.tasks.test_ray_job import job_server  # noqa: F401  (the fixture: a Ray head with its job server)
 from tests.tasks.test_training_stages import upstream, write_config
@@ -88,7 +88,7 @@ shutil.copytree(args[args.index("--model.model_name_or_path") + 1], args[args.in
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert f"error: ray.secret_env: {NAME} is not set in the environment of bard" in " ".join(missing.stderr.split())
     store = ArtifactStore(str(home))
-    out = store.artifact_dir("sft", sft.key(load_config(config_path, overrides, home=str(home))))
+    out = store.artifact_dir("sft", graph.key("sft", load_config(config_path, overrides, home=str(home))))
     assert not out.exists(), "a missing secret stops the run before any work"
 
     run = bard("run", *args, env=env)

@@ -3,18 +3,18 @@
 import subprocess
 
 from bard_core.config import DEFAULT_CONFIG, load_config
-from flows.stages import ORDER, plan
+from tasks.graph import ORDER, Plan
 from tests.conftest import BARD, ROOT
 
 
 def test_variants_run_only_the_stages_they_change_right_after_the_base_ones():
     cfg = load_config(DEFAULT_CONFIG.with_name("demo-ablations.yaml"))
-    labels = [label for label, _, _ in plan(cfg, ORDER)]
+    labels = [step.label for step in Plan(cfg).steps(ORDER)]
     assert labels == ["problems", "teacher", "compress", "assemble", "assemble@rl_only", "sft", "sft@rl_only", "grpo",
                       "grpo@additive", "grpo@multiplicative", "grpo@rl_only", "eval", "report"]  # fmt: skip
-    steps = {label: cfg for label, _, cfg in plan(cfg, ORDER)}
+    steps = {step.label: step.config for step in Plan(cfg).steps(ORDER)}
     assert steps["grpo@additive"].reward.combine == "additive" and steps["grpo"].reward.combine == "multiplicative"
-    assert [label for label, _, _ in plan(load_config(), ORDER)] == ORDER, "no variants: the stages as they are"
+    assert [step.label for step in Plan(load_config()).steps(ORDER)] == ORDER, "no variants: the stages as they are"
 
 
 def test_dry_run_lists_every_variant_stage(tmp_path):

@@ -1,17 +1,20 @@
-"""`bard ui` stops its Prefect server when it is stopped with SIGTERM (a service manager, `kill`), as on Ctrl-C."""
+"""`bard ui` on any port serves a UI that calls its own API, and stops its Prefect server when it is stopped with
+SIGTERM (a service manager, `kill`), as on Ctrl-C."""
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import psutil
 
 from tests.conftest import BARD, ROOT, free_port
 
 
-def test_sigterm_to_bard_ui_stops_its_prefect_server(tmp_path):
+def test_bard_ui_on_any_port_calls_its_own_api_and_sigterm_stops_its_server(tmp_path):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
     env.pop("PREFECT_API_URL", None)
@@ -26,6 +29,9 @@ def test_sigterm_to_bard_ui_stops_its_prefect_server(tmp_path):
             time.sleep(0.5)
         server = psutil.Process(ui.pid).children(recursive=True)
         assert server, "bard ui started no server"
+        # The UI asks the server where its API is: its own port, not the default 4200
+        settings = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10))
+        assert settings["api_url"] == f"http://127.0.0.1:{port}/api"
 
         os.kill(ui.pid, signal.SIGTERM)  # bard only, not its process group
         ui.wait(timeout=60)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from bard_core import contracts
 from bard_core.config import BardConfig
 from storage.artifacts import ArtifactStore, Manifest, commit_shard
-from tasks import compress, problems, teacher
+from tasks import graph
 
 VOCAB = "so the sum is then we add carry check again next total step value first wait".split()
 
@@ -37,7 +37,7 @@ def write_upstream(
     config: BardConfig, samples: int = 2, budgets: int = 3, words: int = 60, shard_rows: int = 50_000, seed: int = 0
 ) -> tuple[Manifest, Manifest]:
     store = ArtifactStore(config.home)
-    source = store.manifest("problems", problems.key(config))
+    source = store.manifest("problems", graph.key("problems", config))
     rows = [r for f in source.files("problems") for r in pq.read_table(f, columns=["uid", "source", "answer", "split"]).to_pylist()]
     train = [r for r in rows if r["split"] not in config.assemble.eval_splits]
     rng = random.Random(seed)
@@ -87,9 +87,9 @@ def write_upstream(
             chains.append({k: row[k] for k in ("uid", "problem_uid", "source", "correct", "truncated", "thinking_tokens", "answer_pred")})
             yield row
 
-    made = _write(store, "teacher", teacher.key(config), config, "teacher_samples", contracts.TEACHER_SAMPLES,
+    made = _write(store, "teacher", graph.key("teacher", config), config, "teacher_samples", contracts.TEACHER_SAMPLES,
                   keep(teacher_rows()), shard_rows, {"problems": source.key})  # fmt: skip
-    rewrites = _write(store, "compress", compress.key(config), config, "compressions", contracts.COMPRESSIONS,
+    rewrites = _write(store, "compress", graph.key("compress", config), config, "compressions", contracts.COMPRESSIONS,
                       compression_rows(iter(chains)), shard_rows, {"teacher": made.key})  # fmt: skip
     return made, rewrites
 

