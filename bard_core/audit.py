@@ -7,7 +7,8 @@ only the answer?). For each accepted compression, against the teacher chain it r
 - answer derived: whether the final answer's number appears in the rewritten thinking at all.
 
 A rewrite is suspect when it invents numbers, or when its thinking never reaches the answer it ends
-with (an answer carried over without its derivation). Per budget, so tight budgets can be told apart.
+with (an answer carried over without its derivation). Per budget tier (the tiers `compress_stats` has:
+`budget.tier_sql`), so tight budgets can be told apart without one row per distinct budget value.
 """
 
 from __future__ import annotations
@@ -45,18 +46,26 @@ def audit_row(original: str, rewrite: str, question: str, answer: str | None) ->
 
 
 def audit(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
-    """rows: compressions with `uid`, `budget`, `accepted`, `answer_preserved`, `original` (the teacher's
-    thinking), `thinking` (the rewrite), `question`, `answer_pred`. Returns (per-budget summary, suspect
-    accepted rewrites). Retention is measured on accepted rewrites, answer preservation on all."""
-    per_budget: dict[int, list[dict]] = defaultdict(list)
-    preserved: dict[int, list[bool]] = defaultdict(list)
+    """rows: compressions with `uid`, `budget`, `tier` (its budget tier's name), `accepted`, `reject_reason`,
+    `answer_preserved`, `original` (the teacher's thinking), `thinking` (the rewrite), `question`, `answer_pred`.
+    Returns (per-tier summary, tightest tier first; suspect accepted rewrites). Retention is measured on accepted
+    rewrites, answer preservation on all those sent; `too_long` rows (never sent) are only counted."""
+    per_tier: dict[str, list[dict]] = defaultdict(list)
+    preserved: dict[str, list[bool]] = defaultdict(list)
+    too_long: dict[str, int] = defaultdict(int)
+    lowest: dict[str, int] = {}  # the tier's smallest budget, to order the tiers
     suspects = []
     for r in rows:
-        preserved[r["budget"]].append(bool(r["answer_preserved"]))
+        tier = r["tier"]
+        lowest[tier] = min(lowest.get(tier, r["budget"]), r["budget"])
+        if r["reject_reason"] == "too_long":
+            too_long[tier] += 1
+            continue
+        preserved[tier].append(bool(r["answer_preserved"]))
         if not r["accepted"]:
             continue
         result = audit_row(r["original"], r["thinking"], r["question"], r["answer_pred"])
-        per_budget[r["budget"]].append(result)
+        per_tier[tier].append(result)
         reasons = []
         if result["invented"]:
             reasons.append("invented numbers " + ", ".join(result["invented"][:5]))
@@ -65,16 +74,17 @@ def audit(rows: Iterable[dict]) -> tuple[list[dict], list[dict]]:
         if reasons:
             suspects.append({"uid": r["uid"], "budget": r["budget"], "why": "; ".join(reasons)})
     summary = []
-    for budget in sorted(preserved):
-        results = per_budget[budget]
+    for tier in sorted(lowest, key=lowest.get):
+        results = per_tier[tier]
 
         def mean(key: str) -> float | None:
             values = [float(x[key]) for x in results if x[key] is not None]
             return float(np.mean(values)) if values else None
 
         summary.append({
-            "budget": budget, "compressions": len(preserved[budget]), "accepted": len(results),
-            "answer_preserved": float(np.mean(preserved[budget])), "numbers_kept": mean("numbers_kept"),
+            "tier": tier, "compressions": len(preserved[tier]), "too_long": too_long[tier], "accepted": len(results),
+            "answer_preserved": float(np.mean(preserved[tier])) if preserved[tier] else None,
+            "numbers_kept": mean("numbers_kept"),
             "equations_kept": mean("equations_kept"), "answer_derived": mean("answer_derived"),
             "with_invented_numbers": float(np.mean([bool(x["invented"]) for x in results])) if results else None,
         })  # fmt: skip

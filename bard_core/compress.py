@@ -3,12 +3,15 @@
 A rewrite is accepted only if its thinking fits `budget * (1 + tau)` by the student's tokenizer, its
 final answer still verifies against the gold, and its format is intact (closed thinking, an answer
 after it). Rewrites that only overshoot are retried with a tighter target, up to `attempts` tries;
-every (chain, budget) ends as one row, accepted or with its reject reason.
+every (chain, budget) ends as one row, accepted or with its reject reason. A prompt longer than
+`compress.max_input_tokens` is never sent: its row is rejected as `too_long`.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,11 +83,70 @@ def jobs_for(samples: Sequence[dict], problems: dict[str, dict], config: BardCon
 
 
 def request(job: Job, cfg: CompressConfig) -> GenerationRequest:
-    user = fill(cfg.prompt_template, question=job.question, reasoning=job.sample["thinking"].strip(), budget=job.target)
+    user = fill(cfg.prompt_template, question=job.question, reasoning=job.sample["thinking"].strip(), budget=job.target,
+                original_tokens=job.sample["thinking_tokens"])  # fmt: skip
     seed = derived_seed(cfg.sampling.seed, f"{job.uid}/a{job.attempts}")
     return GenerationRequest(
         uid=job.uid, messages=chat(user, cfg.system_prompt), sampling=cfg.sampling.model_copy(update={"n": 1, "seed": seed})
     )
+
+
+def prompt_tokenizer(config: BardConfig) -> str:
+    """The tokenizer that counts compression prompts against `compress.max_input_tokens`: the compressor's own
+    when it is at hand (the scripted engine's tokenizer.json, or a model directory holding one), else
+    `budget.tokenizer` (an endpoint's or a Hub model's vocabulary is not here to load)."""
+    gen = config.compress.generation
+    for own in (getattr(gen, "tokenizer", None), getattr(gen, "model", None)):
+        if own and (os.path.isfile(own) or os.path.isfile(os.path.join(own, "tokenizer.json"))):
+            return own
+    return config.budget.tokenizer
+
+
+def too_long(jobs: Sequence[Job], config: BardConfig) -> set[str]:
+    """Uids of the jobs whose compression prompt (system and user turns) exceeds `compress.max_input_tokens`:
+    the compressor cannot read them, so they are not sent."""
+    cfg = config.compress
+    if cfg.max_input_tokens is None or not jobs:
+        return set()
+    from bard_core.tokenizers import cached_tokenizer
+
+    texts = ["\n".join(m["content"] for m in request(job, cfg).messages) for job in jobs]
+    counts = cached_tokenizer(prompt_tokenizer(config)).count(texts)
+    return {job.uid for job, n in zip(jobs, counts, strict=True) if n > cfg.max_input_tokens}
+
+
+def too_long_row(job: Job, config: BardConfig) -> dict:
+    """The `compressions` row of a chain too long to send: nothing generated, nothing judged."""
+    return {
+        "uid": job.uid, "sample_uid": job.sample["uid"], "problem_uid": job.sample["problem_uid"],
+        "source": job.sample["source"], "budget": job.budget, "target": job.target, "attempts": 0,
+        "model": config.compress.generation.model, "completion": None, "thinking": None, "thinking_tokens": None,
+        "teacher_thinking_tokens": job.sample["thinking_tokens"], "answer_pred": None, "within_budget": None,
+        "answer_preserved": None, "accepted": False, "reject_reason": "too_long", "seed": None,
+    }  # fmt: skip
+
+
+def is_qwen3(model: str) -> bool:
+    """A Qwen3-family model, by its name (a Hub id's or a directory's last part) or its directory's config.json
+    (`model_type` qwen3, qwen3_moe, ...)."""
+    if "qwen3" in os.path.basename(model.rstrip("/")).lower():
+        return True
+    path = os.path.join(model, "config.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return str(json.load(f).get("model_type", "")).startswith("qwen3")
+
+
+def thinking_warning(config: BardConfig) -> str | None:
+    """A warning when the compressor is a Qwen3 model left thinking (its chat template's default): its own
+    deliberation would land inside the rewrite's <think> and be counted as the compressed chain."""
+    gen = config.compress.generation
+    kwargs = getattr(gen, "chat_template_kwargs", None)
+    if kwargs is None or kwargs.get("enable_thinking") is False or not is_qwen3(gen.model):
+        return None
+    return (f"compress.generation: {gen.model} is a Qwen3 model with thinking on: its own deliberation lands in the "
+            "rewrite's <think> and counts as the compressed chain; set chat_template_kwargs: {enable_thinking: false}")
 
 
 def judge(job: Job, completion: Completion, thinking_tokens: int, config: BardConfig) -> dict:
@@ -142,6 +204,12 @@ def compress(
             job.row = judge(job, as_completion(job.sample), job.sample["thinking_tokens"], config)
         else:
             pending.append(job)
+    # Decided once, before any request: a retry's tighter target only shortens the prompt.
+    unreadable = too_long(pending, config)
+    for job in pending:
+        if job.uid in unreadable:
+            job.row = too_long_row(job, config)
+    pending = [job for job in pending if job.uid not in unreadable]
     while pending:
         for job in pending:
             job.attempts += 1
@@ -166,8 +234,9 @@ def as_completion(sample: dict) -> Completion:
 
 
 def summary(files: list[str], config: BardConfig) -> pa.Table:
-    """Per budget tier and overall: rewrites, acceptance rate, reject reasons, chains kept whole (they fit the
-    budget as they are: `compress.above_length`), and the length error
+    """Per budget tier and overall: rewrites, acceptance rate, reject reasons (`too_long`: the prompt was over
+    `compress.max_input_tokens`, so not sent), chains kept whole (they fit the budget as they are:
+    `compress.above_length`), and the length error
     (L - B) / B of accepted rewrites. Tiers are the configured tiers, or the log-spaced bins."""
     return duckdb.sql(
         f"""
@@ -180,8 +249,9 @@ def summary(files: list[str], config: BardConfig) -> pa.Table:
                count(*) filter (where reject_reason = 'over_budget') as over_budget,
                count(*) filter (where reject_reason = 'answer_changed') as answer_changed,
                count(*) filter (where reject_reason = 'format') as format,
+               count(*) filter (where reject_reason = 'too_long') as too_long,
                count(*) filter (where attempts > 1) as retried,
-               count(*) filter (where attempts = 0) as kept_whole,
+               count(*) filter (where attempts = 0 and reject_reason is distinct from 'too_long') as kept_whole,
                round(quantile_cont(rel_error, 0.1) filter (where accepted), 4) as rel_error_p10,
                round(quantile_cont(rel_error, 0.5) filter (where accepted), 4) as rel_error_p50,
                round(quantile_cont(rel_error, 0.9) filter (where accepted), 4) as rel_error_p90,

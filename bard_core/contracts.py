@@ -72,7 +72,7 @@ COMPRESSIONS = pa.schema(
         ("within_budget", pa.bool_()),
         ("answer_preserved", pa.bool_()),
         ("accepted", pa.bool_()),
-        ("reject_reason", pa.string()),  # null when accepted; else format, answer_changed or over_budget
+        ("reject_reason", pa.string()),  # null when accepted; else format, answer_changed, over_budget or too_long
         ("seed", pa.int64()),
     ]
 )

@@ -45,8 +45,8 @@ def side_by_side(rows: Sequence[dict]) -> str:
 
 
 AUDIT_COLUMNS = [
-    ("budget", "budget", "{}"), ("compressions", "rewrites", "{}"), ("accepted", "accepted", "{}"),
-    ("answer_preserved", "answer preserved", "{:.1%}"), ("numbers_kept", "numbers kept", "{:.1%}"),
+    ("tier", "budget", "{}"), ("compressions", "rewrites", "{}"), ("accepted", "accepted", "{}"),
+    ("too_long", "too long (not sent)", "{}"), ("answer_preserved", "answer preserved", "{:.1%}"), ("numbers_kept", "numbers kept", "{:.1%}"),
     ("equations_kept", "equations kept", "{:.1%}"), ("answer_derived", "answer in thinking", "{:.1%}"),
     ("with_invented_numbers", "invented numbers", "{:.1%}"),
 ]  # fmt: skip

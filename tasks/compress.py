@@ -4,6 +4,7 @@ rewrites with per-tier statistics."""
 from __future__ import annotations
 
 import functools
+import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +21,7 @@ from tasks.ray_runtime import ensure_ray
 
 NAME = "compress"
 TABLE = "compressions"
+log = logging.getLogger("bard")
 
 
 def key_config(config: BardConfig) -> dict:
@@ -44,6 +46,9 @@ def run(job: StageRun) -> tuple[dict[str, int], dict]:
     config, path, samples = job.config, job.path, job.inputs["teacher"]
     problems = ArtifactStore(config.home).find(samples.inputs["problems"])
     cfg = config.compress
+    notes = [warning] if (warning := stage.thinking_warning(config)) else []
+    for note in notes:
+        log.warning(note)
     slices = plan_slices(samples.tables["teacher_samples"], samples.path, cfg.shard_rows)
     work = functools.partial(
         _compress, problem_files=tuple(problems.files("problems")), config=config,
@@ -56,7 +61,8 @@ def run(job: StageRun) -> tuple[dict[str, int], dict]:
     )
     summary = stage.summary(shard_paths(path, TABLE, len(slices)), config)
     tables = {TABLE: len(slices), "compress_stats": write_table(path, "compress_stats", summary, 10_000)}
-    return tables, {**counts, "per_tier": summary.to_pylist()}
+    counted = {"prompt_tokenizer": stage.prompt_tokenizer(config)} if cfg.max_input_tokens is not None else {}
+    return tables, {**counts, "per_tier": summary.to_pylist(), **counted, **({"notes": notes} if notes else {})}
 
 
 @functools.lru_cache(maxsize=2)

@@ -46,7 +46,7 @@ class Stage:
 STAGES: dict[str, Stage] = {s.name: s for s in [
     Stage("problems", 2, problems.key_config, (), problems.run, problems.summary, problems.check),
     Stage("teacher", 2, teacher.key_config, ("problems",), teacher.run, teacher.summary, teacher.check),
-    Stage("compress", 2, compress.key_config, ("teacher",), compress.run, compress.summary, compress.check),
+    Stage("compress", 3, compress.key_config, ("teacher",), compress.run, compress.summary, compress.check),
     Stage("assemble", 1, assemble.key_config, ("compress",), assemble.run, assemble.summary),
     Stage("sft", 1, sft.key_config, ("assemble",), sft.run, sft.summary, sft.check, command=sft.command),
     Stage("grpo", 1, grpo.key_config, ("sft", "assemble"), grpo.run, grpo.summary, grpo.check, command=grpo.command),

@@ -63,7 +63,8 @@ DEFAULT_TEACHER_TEMPLATE = "{question}\n\nPlease reason step by step, and put yo
 DEFAULT_COMPRESS_TEMPLATE = (
     "Below is a question and a correct step-by-step reasoning that answers it.\n\n"
     "Question:\n{question}\n\nReasoning:\n{reasoning}\n\n"
-    "Rewrite the reasoning to use at most {budget} tokens. Keep every step the final answer depends on "
+    "The reasoning above is {original_tokens} tokens long. Rewrite it to use at most {budget} tokens. "
+    "Keep every step the final answer depends on "
     "and drop the rest (checks, restatements, detours). Reply in exactly this form:\n"
     "<think>\nthe shortened reasoning\n</think>\n\nthe final answer, within \\boxed{}."
 )
@@ -112,8 +113,10 @@ class CompressConfig(GenerationStage):
     )
     prompt_template: str = Field(
         DEFAULT_COMPRESS_TEMPLATE,
-        description="the user turn; {question}, {reasoning} (the teacher's thinking) and {budget} (the target) "
-        "are replaced; other braces are literal",
+        description="the user turn; {question}, {reasoning} (the teacher's thinking), {budget} (the target) and, "
+        "if present, {original_tokens} (the thinking's length in budget tokens) are replaced; other braces are literal. "
+        "The scripted compressor reads the budget as the last number after the reasoning: keep {budget} after "
+        "{original_tokens}",
     )
     only_correct: bool = Field(True, description="compress only chains whose answer verified")
     above_length: bool = Field(
@@ -127,6 +130,14 @@ class CompressConfig(GenerationStage):
     retry_shrink: float = Field(
         0.75, gt=0, lt=1, description="each retry asks for this fraction of the previous attempt's target"
     )
+    max_input_tokens: int | None = Field(
+        None, ge=1,
+        description="longest compression prompt (system and user turns, without the chat template's marker tokens) "
+        "sent to the compressor; a longer one is not sent: its row is rejected as `too_long`. Counted with the "
+        "compressor's own tokenizer when it is at hand (a model directory holding tokenizer.json, or the scripted "
+        "engine's), else with `budget.tokenizer`. Set it to the compressor's context less `sampling.max_tokens` "
+        "(R1 chains reach 32K tokens). Default None: every chain is sent",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _template_fields(self) -> "CompressConfig":

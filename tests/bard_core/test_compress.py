@@ -101,6 +101,82 @@ def test_prompt_carries_question_reasoning_and_target_and_literal_braces():
     assert "\\boxed{}" in user and r.sampling.n == 1
 
 
+def test_prompt_tells_the_original_length_before_the_budget():
+    """The compressor is told how long the chain is as well as the target; the budget stays the prompt's last
+    number (the scripted compressor reads it there)."""
+    job = jobs_for([chain(tokens=30)], {"p1": PROBLEM}, config())[0]
+    user = request(job, config().compress).messages[-1]["content"]
+    assert "is 30 tokens long" in user and "{original_tokens}" not in user
+    assert re.findall(r"\d+", user.split("Reasoning:")[1])[-1] == "20"
+
+
+def test_a_prompt_over_max_input_tokens_is_not_sent_and_is_rejected_as_too_long(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bard_core import contracts
+    from bard_core.compress import prompt_tokenizer, summary
+
+    backend = StandInCompressor(lambda target, attempt: (target - 5, "12", True))
+    short, long = chain("p1/s0", tokens=30), chain("p1/s1", tokens=300)
+    cfg = config(max_input_tokens=200)  # the short chain's prompt is about 110 Qwen3 tokens, the long one's 380
+    assert prompt_tokenizer(cfg) == "qwen3", "an hf model that is not a local directory: the budget tokenizer counts"
+    rows = compress([short, long], {"p1": PROBLEM}, backend, cfg)
+    assert {uid for uid, _ in backend.calls} == {"p1/s0/b20"}, "the long chain's prompts were never sent"
+    rejected = [r for r in rows if r["sample_uid"] == "p1/s1"]
+    assert [r["budget"] for r in rejected] == [20, 40, 80]
+    assert all(r["reject_reason"] == "too_long" and r["accepted"] is False and r["attempts"] == 0 for r in rejected)
+    assert all(r["completion"] is None and r["teacher_thinking_tokens"] == 300 for r in rejected)
+    assert [r for r in rows if r["sample_uid"] == "p1/s0"][0]["accepted"]
+    # without the limit, the long chain is sent
+    backend = StandInCompressor(lambda target, attempt: (target - 5, "12", True))
+    assert all(r["accepted"] for r in compress([short, long], {"p1": PROBLEM}, backend, config()))
+
+    # counted in compress_stats, and not as chains kept whole (attempts 0 too)
+    pq.write_table(contracts.to_table(rows, contracts.COMPRESSIONS), tmp_path / "part-00000.parquet")
+    stats = {r["tier"]: r for r in summary([str(tmp_path / "part-00000.parquet")], cfg).to_pylist()}
+    assert stats["all"]["too_long"] == 3 and stats["all"]["kept_whole"] == 0 and stats["all"]["rewrites"] == 4
+    assert stats["20"]["too_long"] == 1 and stats["20"]["acceptance"] == 0.5
+
+
+def test_prompts_are_counted_with_the_compressors_own_tokenizer_when_it_is_at_hand(tmp_path):
+    import shutil
+
+    from bard_core.compress import prompt_tokenizer
+    from bard_core.generation import OpenAIBackendConfig, ScriptedBackendConfig
+
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy("configs/demo-tokenizer.json", model / "tokenizer.json")
+    with_gen = lambda gen: BardConfig(compress=CompressConfig(generation=gen, max_input_tokens=10))  # noqa: E731
+    assert prompt_tokenizer(with_gen(HFBackendConfig(backend="hf", model=str(model)))) == str(model)
+    scripted = ScriptedBackendConfig(backend="scripted", role="compressor", tokenizer="configs/demo-tokenizer.json")
+    assert prompt_tokenizer(with_gen(scripted)) == "configs/demo-tokenizer.json"
+    endpoint = OpenAIBackendConfig(backend="openai", base_url="http://127.0.0.1:1/v1", model="Qwen/Qwen3-32B")
+    assert prompt_tokenizer(with_gen(endpoint)) == "qwen3"
+
+
+def test_a_qwen3_compressor_left_thinking_is_warned_about(tmp_path):
+    from bard_core.compress import thinking_warning
+    from bard_core.generation import ScriptedBackendConfig, VLLMBackendConfig
+
+    def warning(gen):
+        return thinking_warning(BardConfig(compress=CompressConfig(generation=gen)))
+
+    assert "enable_thinking: false" in warning(VLLMBackendConfig(backend="vllm", model="Qwen/Qwen3-32B"))
+    off = {"enable_thinking": False}
+    assert warning(VLLMBackendConfig(backend="vllm", model="Qwen/Qwen3-32B", chat_template_kwargs=off)) is None
+    assert warning(VLLMBackendConfig(backend="vllm", model="Qwen/Qwen2.5-32B-Instruct")) is None
+    model = tmp_path / "my-compressor"  # a local directory: its config.json says what it is
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "qwen3_moe"}')
+    assert "my-compressor is a Qwen3 model" in warning(HFBackendConfig(backend="hf", model=str(model)))
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    assert warning(HFBackendConfig(backend="hf", model=str(model))) is None
+    scripted = ScriptedBackendConfig(backend="scripted", role="compressor", tokenizer="configs/demo-tokenizer.json")
+    assert warning(scripted) is None
+
+
 def test_acceptance_reasons_and_retries_with_a_tighter_target():
     counter = cached_tokenizer("qwen3")
     # " go" is one Qwen3 token, so words = thinking tokens (+1 for the leading newline pair)

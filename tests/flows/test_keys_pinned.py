@@ -19,24 +19,24 @@ BARD = str(Path(sys.executable).with_name("bard"))
 CLUSTER = ["--set", "sft.backend=openrlhf", "--set", "grpo.backend=openrlhf", "--set", "reward.tau=0.1",
            "--set", "eval.models=[{name: grpo, model: grpo}]"]  # fmt: skip
 
-DEMO = {"problems": "e2e6fd2c926279973666", "teacher": "49ba375815be0111f958", "compress": "bc53166cfd6b903e8054",
-        "assemble": "9ba1bde2314c56d6f177", "sft": "f09dc91a668b5de95857", "grpo": "f65228067bf758a4c6c1",
-        "eval": "a2f444be01c9cb5bdae3", "report": "c0f3be5f0ebb21b8e440"}  # fmt: skip
+DEMO = {"problems": "e2e6fd2c926279973666", "teacher": "49ba375815be0111f958", "compress": "b8661737046532aa4807",
+        "assemble": "bd394dda9ac87fb2211a", "sft": "cfb518222ee5823c392b", "grpo": "792419e93c74cf801486",
+        "eval": "b7ebba28151691a5a41e", "report": "0fda31102dea398e636d"}  # fmt: skip
 PINNED = {
     "demo": ([], DEMO),
     "ablations": (["--config", "configs/demo-ablations.yaml"], {
         **{k: DEMO[k] for k in ("problems", "teacher", "compress", "assemble", "sft")},
-        "assemble@rl_only": "a277f4e7c3ba1e829408", "sft@rl_only": "307b8eb11f5ac1b3be14",
-        "grpo": "8c477aec8146a1470a1e", "grpo@additive": "797755013880d18b28a5",
-        "grpo@multiplicative": "a693bda22d8324812dbf", "grpo@rl_only": "a64c2682360c6be5069a",
-        "eval": "29af16a59628dd24105a", "report": "369886ad1a3c8a42f0a9"}),
+        "assemble@rl_only": "d78b7088d44376725725", "sft@rl_only": "e200f6888632c18f8222",
+        "grpo": "bef316e87bd16e3137ac", "grpo@additive": "e206652df5b6cebbc861",
+        "grpo@multiplicative": "246bb3bb2c1005cc0918", "grpo@rl_only": "1767065d71b0421052db",
+        "eval": "06c39c6dfcf93209b24e", "report": "001a8159488b121e36d4"}),
     "cluster": (CLUSTER, {
         **{k: DEMO[k] for k in ("problems", "teacher", "compress", "assemble")},
-        "sft": "42a051e618140dd78a85", "grpo": "15a1e72794b7d4720764", "eval": "467a3120c949e2e3fcfb",
-        "report": "158d2bd82848d89dcad2"}),
+        "sft": "8e62632fbcefa0a1bf7b", "grpo": "a39cd11e43471f07e1e6", "eval": "e16382d641d8f56026ff",
+        "report": "91db80cb4a0101c8e702"}),
 }  # fmt: skip
 # sha256 of the two OpenRLHF command lines of the "cluster" run, the home replaced by <home>.
-COMMANDS = "59cba22a3e081379c200c0b8259c921826ad0fa31e4150ff9379351395ac7fda"
+COMMANDS = "f59b78dfb7b269e0a59da51f6a38459db5db926520b90ba7419eebdee45b7338"
 
 
 def dry_run(args: list[str], home: Path) -> str:

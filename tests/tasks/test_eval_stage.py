@@ -151,7 +151,6 @@ def test_multiple_choice_options_are_shuffled_with_a_seed_and_graded_by_shown_le
 
 
 def test_the_report_audits_the_compressions(evaluated, tmp_path, tiny_model):
-    from storage.artifacts import ArtifactStore
     from tests.tasks.synthetic_upstream import write_upstream
 
     _, _, eval_manifest = evaluated
@@ -162,12 +161,12 @@ def test_the_report_audits_the_compressions(evaluated, tmp_path, tiny_model):
                          home=str(tmp_path / "home"))  # fmt: skip
     graph.build("problems", config)
     _, compressions = write_upstream(config, samples=2, budgets=2, words=30)
-    summary, suspects = report.audit_compressions(compressions, ArtifactStore(config.home))
+    summary, suspects = report.audit_compressions(compressions, config)
     assert sum(s["compressions"] for s in summary) == compressions.rows("compressions")
     accepted = duckdb.sql(f"select count(*) from read_parquet({compressions.files('compressions')!r}) where accepted").fetchall()[0][0]
     assert sum(s["accepted"] for s in summary) == accepted
 
-    text = report.render(eval_manifest, tmp_path / "out", compressions, config.home).read_text()
+    text = report.render(eval_manifest, tmp_path / "out", compressions, config).read_text()
     assert "## Compression audit" in text and "| budget | rewrites | accepted |" in text
     assert f"{len(suspects)} suspect accepted rewrite(s)" in text
 

@@ -80,6 +80,15 @@ def test_teacher_then_compress_with_statistics_views_and_caching(tmp_path, ray_l
     more = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"workers": 2})})
     assert graph.key("teacher", more) == samples.key, "how many engines run is not part of the key"
 
+    # The tiny compressor is a Qwen3 model (its config.json) left thinking: the stage says so in its statistics.
+    assert [n for n in rewrites.stats["notes"] if "is a Qwen3 model with thinking on" in n]
+    # Prompts over compress.max_input_tokens are never sent and never fail the stage: every row is too_long.
+    unreadable = cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"max_input_tokens": 5})})
+    skipped = graph.build("compress", unreadable)
+    rows_skipped = [r for t in files(skipped, "compressions") for r in t.to_pylist()]
+    assert len(rows_skipped) == len(out) and {r["reject_reason"] for r in rows_skipped} == {"too_long"}
+    assert skipped.stats["per_tier"][-1]["too_long"] == len(out) and skipped.stats["prompt_tokenizer"] == tiny_model
+
 
 # compress resumes with the same code as teacher (tasks/generate.py) and takes 70 s: `make test-slow` runs it
 @pytest.mark.parametrize("name", ["teacher", pytest.param("compress", marks=pytest.mark.slow)])

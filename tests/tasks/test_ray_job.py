@@ -1,7 +1,8 @@
 """Submitting training as a Ray job (the openrlhf backend's path), for real: a Ray head with its job server
 is started on 127.0.0.1 by these tests, and the TRL SFT recipe itself is submitted to it as a job.
-Also: a failed job and its resubmission, following a job a killed `bard` left running, and stage `sft` with
-`backend: openrlhf` up to the OpenRLHF command (which cannot run here)."""
+Also: a failed job and its resubmission, following a job a killed `bard` left running, and stages `sft` and
+`grpo` with `backend: openrlhf` up to the OpenRLHF command (which cannot run here), then with stand-ins for the
+trainers at the point where they need GPUs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 from bard_core.config import RayConfig, dump_config, load_config
 from bard_core.errors import BardError
 from storage.artifacts import ArtifactStore
-from tasks import graph, sft
+from tasks import graph, grpo, sft
 from tasks.ray_job import run_job
 from tests.bard_core.generation.local_models import free_port
 from tests.tasks.test_training_stages import upstream, write_config
@@ -221,4 +222,100 @@ print("stand-in trained", len(args), "arguments")
     assert manifest.stats["backend"] == "openrlhf" and manifest.stats["train_rows"] == train_rows.num_rows
     assert (Path(manifest.path) / "model" / "config.json").exists()
     assert json.loads((Path(manifest.path) / "openrlhf" / "runtime_env.json").read_text())["env_vars"]["PATH"].startswith(str(bin_dir))
+    assert not (Path(manifest.path) / "_parts").exists()
+
+
+# OpenRLHF's GRPO trainer where it needs GPUs, as `python3 -m openrlhf.cli.train_ppo_ray` finds it on the job's
+# PYTHONPATH. Like OpenRLHF 0.11.2 (trainer/ray/ppo_actor.py) it resumes from `--ckpt.path`/_actor when
+# `--ckpt.load_enable` is given and that directory exists; an attempt that finds none saves a first checkpoint and
+# dies, as a job on a GPU box can. The resuming attempt scores one answer per prompt with the reward file, loaded
+# and called as OpenRLHF's SingleTurnAgentExecutor does (utils/agent.py): the gold answer for even rows, a wrong
+# one for odd rows; then it saves the model at --ckpt.output_dir.
+GRPO_TRAINER = """
+import asyncio, importlib.util, json, os, shutil, sys
+
+argv = sys.argv[1:]
+flag = lambda name: argv[argv.index(name) + 1]
+ckpt = os.path.join(flag("--ckpt.path"), "_actor")
+if not ("--ckpt.load_enable" in argv and os.path.isdir(ckpt)):
+    os.makedirs(os.path.join(ckpt, "global_step1"))
+    print("saved checkpoint", ckpt, flush=True)
+    sys.exit("torch.OutOfMemoryError: CUDA out of memory (stand-in)")
+print("Loading the checkpoint:", ckpt, sorted(os.listdir(ckpt)), flush=True)
+import pyarrow.parquet as pq
+from transformers import AutoTokenizer
+
+spec = importlib.util.spec_from_file_location("reward_func", flag("--reward.remote_url"))
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+tokenizer = AutoTokenizer.from_pretrained(flag("--actor.model_name_or_path"))
+for i, row in enumerate(pq.read_table(flag("--data.prompt_dataset")).to_pylist()):
+    prompt = tokenizer.apply_chat_template(row[flag("--data.input_key")], tokenize=False, add_generation_prompt=True)
+    label = row[flag("--data.label_key")]
+    answer = json.loads(label)["answer"] if i % 2 == 0 else "-1"
+    response = "<think>\\nstep\\n</think>\\n\\\\boxed{%s}" % answer + tokenizer.eos_token
+    ids = tokenizer(text=prompt + response, add_special_tokens=False)["input_ids"]
+    query = tokenizer.decode(ids, skip_special_tokens=False)
+
+    async def score():
+        return await asyncio.gather(asyncio.to_thread(module.reward_func, [query], [prompt], [label]))
+
+    print("reward", json.dumps(asyncio.run(score())[0]), flush=True)
+shutil.copytree(flag("--actor.model_name_or_path"), flag("--ckpt.output_dir"))
+"""
+
+
+def test_grpo_with_the_openrlhf_backend_fails_then_resumes_from_its_checkpoint(job_server, tmp_path):
+    """Stage `grpo` with backend openrlhf against the local job server, from an `sft` artifact made the same way
+    (a `deepspeed` stand-in copies the student). The prompt file and the reward file are written and the command
+    submitted; the first attempt dies after a checkpoint and the stage says so with the job's log; the rerun
+    submits the same command, whose `--ckpt.load_enable` and `--ckpt.path` resume from that checkpoint, and the
+    stage commits the model the trainer left at `--ckpt.output_dir`."""
+    bin_dir, site = tmp_path / "bin", tmp_path / "site" / "openrlhf" / "cli"
+    bin_dir.mkdir()
+    (bin_dir / "deepspeed").write_text(f"""#!{PY}
+import shutil, sys
+args = sys.argv[1:]
+shutil.copytree(args[args.index("--model.model_name_or_path") + 1], args[args.index("--ckpt.output_dir") + 1])
+""")
+    (bin_dir / "deepspeed").chmod(0o755)
+    site.mkdir(parents=True)
+    for package in (site.parent, site):
+        (package / "__init__.py").write_text("")
+    (site / "train_ppo_ray.py").write_text(GRPO_TRAINER)
+    config_path = write_config(tmp_path, "qwen3")  # a student that can write digits and \boxed{}: Qwen3's tokenizer
+    path = f"{bin_dir}:{Path(PY).parent}:${{PATH}}"  # `python3`: this interpreter, which has pyarrow and transformers
+    config = load_config(config_path, [
+        "sft.backend=openrlhf", "sft.openrlhf.gpus=1", "grpo.backend=openrlhf", f"ray.job_address={job_server}",
+        "ray.job_poll_s=0.5", f"ray.runtime_env={{env_vars: {{PATH: '{path}', PYTHONPATH: '{tmp_path / 'site'}'}}}}",
+    ], home=str(tmp_path / "home"))  # fmt: skip
+    upstream(config_path, tmp_path / "home")
+    sft_dir = Path(graph.build("sft", config).path)
+
+    with pytest.raises(BardError) as err:
+        graph.build("grpo", config)
+    message = str(err.value)
+    assert "FAILED" in message and "CUDA out of memory" in message and "rerun the stage" in message
+    out = ArtifactStore(config.home).artifact_dir("grpo", graph.key("grpo", config))
+    assert f"Ray job bard-grpo-{out.name[:12]}-1 FAILED" in message
+    command = (out / "openrlhf" / "command.sh").read_text().splitlines()[1]
+    assert command == grpo.command(config, out, {"sft": sft_dir})
+    assert f"--ckpt.path {out / '_parts' / 'checkpoints'} " in command and "--ckpt.load_enable" in command.split()
+    prompts = pq.read_table(out / "openrlhf" / "rl_prompts.parquet")
+    assert prompts.column_names == ["prompt", "label"] and prompts.num_rows == 4, "max_steps x prompts_per_step"
+    assert (out / "openrlhf" / "reward_func.py").exists()
+    assert json.loads((out / "openrlhf" / "runtime_env.json").read_text())["env_vars"]["BARD_REWARD_TOKENIZER"] == str(sft_dir / "model")
+
+    manifest = graph.build("grpo", config)
+    job_id = f"bard-grpo-{out.name[:12]}-2"
+    assert manifest.stats["job_id"] == job_id and manifest.stats["attempt"] == 2 and manifest.stats["status"] == "SUCCEEDED"
+    assert manifest.stats["backend"] == "openrlhf" and manifest.stats["prompt_rows"] == 4
+    log = (Path(manifest.path) / "logs" / f"{job_id}.log").read_text()
+    assert f"Loading the checkpoint: {out / '_parts' / 'checkpoints' / '_actor'} ['global_step1']" in log
+    rewards = [json.loads(line.split(" ", 1)[1]) for line in log.splitlines() if line.startswith("reward ")]
+    assert len(rewards) == 4, log
+    assert [(r["rewards"], r["scores"]) for r in rewards] == [(1.0, 1.0), (0.0, 0.0)] * 2, "right, wrong, right, wrong"
+    assert all(r["extra_logs"]["reward_errors"] == 0.0 and r["extra_logs"]["over_budget"] == 0.0 for r in rewards)
+    assert all(r["extra_logs"]["thinking_tokens"] > 0 for r in rewards), "counted with the SFT model's tokenizer"
+    assert (Path(manifest.path) / "model" / "config.json").exists()
     assert not (Path(manifest.path) / "_parts").exists()

@@ -73,6 +73,22 @@ def build_tiny_model(
     return out_dir
 
 
+def with_qwen3_chat_template(model_dir: str | Path, out_dir: str | Path) -> Path:
+    """A copy of a tiny model whose tokenizer carries Qwen3's own chat template (the one TRL ships as
+    `qwen3.jinja`, byte-identical to the Hub's; `build_tiny_model`'s is a plain ChatML): its generation prompt
+    ends with an empty "<think>\n\n</think>\n\n" when `enable_thinking` is false."""
+    import shutil
+
+    import trl
+    from transformers import AutoTokenizer
+
+    shutil.copytree(model_dir, out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / "qwen3.jinja").read_text()
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -110,3 +110,19 @@ def test_a_request_needs_messages_or_prompt():
         GenerationRequest(uid="x", sampling=SamplingParams(max_tokens=4))
     with pytest.raises(GenerationError, match="exactly one"):
         GenerationRequest(uid="x", prompt="a", messages=[], sampling=SamplingParams(max_tokens=4))
+
+
+def test_chat_template_kwargs_reach_qwen3s_own_chat_template(tiny_model, tmp_path):
+    """`chat_template_kwargs: {enable_thinking: false}` renders Qwen3's template with its thinking switched off:
+    the generation prompt closes an empty thinking block, so the model answers without deliberating."""
+    from tests.bard_core.generation.local_models import with_qwen3_chat_template
+
+    model = str(with_qwen3_chat_template(tiny_model, tmp_path / "qwen3-template"))
+    request = GenerationRequest(uid="q", messages=chat("one plus two"), sampling=SamplingParams(max_tokens=2))
+    thinking = make_backend(HFBackendConfig(backend="hf", model=model))
+    off = make_backend(HFBackendConfig(backend="hf", model=model, chat_template_kwargs={"enable_thinking": False}))
+    on_text = thinking.tokenizer.decode(thinking.prompt_ids(request))
+    assert on_text.startswith("<|im_start|>system\nthink step<|im_end|>\n") and on_text.endswith("<|im_start|>assistant\n")
+    assert off.tokenizer.decode(off.prompt_ids(request)) == on_text + "<think>\n\n</think>\n\n"
+    (c_on,), (c_off,) = thinking.generate([request]), off.generate([request])
+    assert c_off.prompt_tokens == c_on.prompt_tokens + 6  # <think> \n \n </think> \n \n

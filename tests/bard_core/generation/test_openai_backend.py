@@ -161,6 +161,23 @@ def test_chat_samples_in_order_with_reasoning_joined(server, tiny_think_model):
     )
 
 
+def test_chat_template_kwargs_are_sent_and_the_server_renders_with_them(server, tiny_model, tmp_path):
+    """`chat_template_kwargs` travels in the request as vLLM and SGLang servers (and `transformers serve`) take it:
+    the server renders Qwen3's own template with thinking off, 6 prompt tokens longer (an empty thinking block)."""
+    from tests.bard_core.generation.local_models import with_qwen3_chat_template
+
+    model = str(with_qwen3_chat_template(tiny_model, tmp_path / "qwen3-template"))
+    messages = [{"role": "user", "content": "one plus two"}]
+    request = GenerationRequest(uid="q", messages=messages, sampling=SamplingParams(max_tokens=2, temperature=0))
+    (on,) = make_backend(openai_config(server, model)).generate([request])
+    off_backend = make_backend(openai_config(server, model, chat_template_kwargs={"enable_thinking": False}))
+    (off,) = off_backend.generate([request])
+    assert off.prompt_tokens == on.prompt_tokens + 6
+    assert off_backend._body(request, 0)[1]["chat_template_kwargs"] == {"enable_thinking": False}
+    plain = GenerationRequest(uid="p", prompt="one plus two", sampling=request.sampling)
+    assert "chat_template_kwargs" not in off_backend._body(plain, 0)[1], "a raw prompt has no chat template"
+
+
 def test_retries_500_429_503_and_stalls_without_losing_or_duplicating(server, tiny_model):
     faults = [500, 429, "stall", 503, "forward"]
 
