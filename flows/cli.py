@@ -104,82 +104,8 @@ def _print_engines(steps: list) -> None:
     console.print("\nEngines and GPUs per stage:", markup=False)
     width = max(len(step.label) for step in steps)
     for step in steps:
-        for line in _stage_engines(step):
+        for line in step.runs_on():
             console.print(f"  {step.label:<{width}}  {line}", markup=False, soft_wrap=True, highlight=False)
-
-
-def _stage_engines(step) -> list[str]:
-    """One line per engine of `step`, read from its config as the stage's runner reads it (tasks/<stage>.py)."""
-    cfg, name = step.config, step.name
-    given = cfg.ray.resources.get(name)  # ray.resources.<stage> replaces the stage's own GPU count
-    gpus = given.num_gpus if given and given.num_gpus is not None else None
-    if name == "problems":
-        asked = cfg.ray.for_stage(name, num_cpus=1, num_gpus=0)
-        cpus, gpus = _count(asked["num_cpus"], "CPU"), _count(asked["num_gpus"], "GPU")
-        return [f"Ray tasks of {cpus} and {gpus}, one per shard"]
-    if name in ("teacher", "compress"):
-        section = getattr(cfg, name)
-        return [_engine(section.generation, section.workers, gpus)]
-    if name == "eval":
-        from tasks.eval import engine_config, trained
-
-        lines = []
-        for m in cfg.eval.models:  # a trained model is its artifact's model directory
-            where = str(step.inputs[m.model].artifact_dir() / "model") if trained(m.model) else m.model or ""
-            lines.append(f"{m.name}: {_engine(engine_config(cfg, m, where), cfg.eval.workers, gpus)}")
-        return lines
-    if name in ("sft", "grpo"):
-        section = getattr(cfg, name)
-        start = (cfg.student.model or "a student built from student.architecture") if name == "sft" else "the sft model"
-        if section.backend == "openrlhf":
-            return [_openrlhf_gpus(cfg, name, start)]
-        asked = _count(gpus, "GPU") if gpus is not None else "1 GPU when the cluster has one, else CPU"
-        return [f"trl on {start}: one Ray task, {asked}"]
-    if name == "assemble":
-        return [f"DuckDB in this process (memory limit {cfg.assemble.memory_limit}), no GPU"]
-    return ["this process, no GPU"]
-
-
-def _count(n: float, thing: str) -> str:
-    return f"{n:g} {thing}" + ("" if n == 1 else "s")
-
-
-def _engine(g, workers: int, gpus: float | None) -> str:
-    """A generation engine and its GPUs: vLLM asks for its tensor-parallel size, hf for one GPU when it uses CUDA
-    (tasks/generate.py: actor_resources); `gpus` (ray.resources) replaces either."""
-    if g.backend == "vllm":
-        what, each = f"vllm {g.model}, tensor parallel {g.tensor_parallel_size}", g.tensor_parallel_size
-    elif g.backend == "hf":
-        what = f"hf {g.model} on {g.device}"
-        each = 0 if g.device == "cpu" else 1 if g.device.startswith("cuda") else None  # auto: what the cluster has
-    elif g.backend == "openai":
-        what, each = f"openai {g.model} at {g.base_url}, {g.concurrency} requests in flight per actor", 0
-    else:
-        what, each = f"scripted {g.role}", 0
-    each = gpus if gpus is not None else each
-    actors = _count(workers, "engine actor")
-    if each is None:
-        return f"{what}: {actors}, 1 GPU each when the cluster has one, else CPU"
-    if each == 0:
-        return f"{what}: {actors}, no GPU"
-    return f"{what}: {actors} x {_count(each, 'GPU')} = {_count(workers * each, 'GPU')}"
-
-
-def _openrlhf_gpus(cfg: BardConfig, name: str, start: str) -> str:
-    """The GPUs an OpenRLHF job takes (bard_core/training/openrlhf.py builds its command)."""
-    if name == "sft":
-        orl = cfg.sft.openrlhf
-        gpus = _count(orl.gpus, "GPU")
-        return f"openrlhf Ray job from {start}: deepspeed (ZeRO-{orl.zero_stage}) on {gpus} of one node"
-    orl = cfg.grpo.openrlhf
-    per_model = orl.nodes * orl.gpus_per_node
-    models = "actor and reference" if cfg.grpo.beta > 0 else "actor"  # beta 0: no reference model
-    engines = f"{_count(orl.vllm_engines, 'vLLM engine')} x tensor parallel {orl.vllm_tensor_parallel_size}"
-    placed = f"{models} on {_count(orl.nodes, 'node')} x {_count(orl.gpus_per_node, 'GPU')}, {engines}"
-    if orl.colocate_all:
-        return f"openrlhf Ray job from {start}: {placed}, all colocated on the same {_count(per_model, 'GPU')}"
-    total = per_model * (2 if cfg.grpo.beta > 0 else 1) + orl.vllm_engines * orl.vllm_tensor_parallel_size
-    return f"openrlhf Ray job from {start}: {placed}, each on its own: {_count(total, 'GPU')}"
 
 
 def _print_jobs(todo: list) -> None:
@@ -196,8 +122,8 @@ def _print_jobs(todo: list) -> None:
         console.print(f"\n# {step.label}: a Ray job on {where}, runtime env {json.dumps(cfg.ray.runtime_env)}"
                       + (f", secret env {secrets} (read from the environment when submitted)" if secrets else ""),
                       markup=False)  # fmt: skip
-        inputs = {label: source.artifact_dir() for label, source in step.inputs.items()}
-        console.print(step.stage.command(cfg, step.artifact_dir(), inputs), markup=False, soft_wrap=True, highlight=False)
+        console.print(step.stage.command(cfg, step.artifact_dir(), step.input_dirs()), markup=False, soft_wrap=True,
+                      highlight=False)  # fmt: skip
 
 
 @app.command()

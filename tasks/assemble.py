@@ -227,5 +227,9 @@ _EMPTY_SFT = (
 )
 
 
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    return [f"DuckDB in this process (memory limit {config.assemble.memory_limit}), no GPU"]
+
+
 def summary(manifest: Manifest) -> list[dict]:
     return manifest.stats["per_kind"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +17,7 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from storage.artifacts import ArtifactStore, Manifest, shard_paths, write_table
 from tasks.build import StageRun
-from tasks.generate import plan_slices, run_generation
+from tasks.generate import asked_gpus, engines_line, plan_slices, run_generation
 from tasks.ray_runtime import ensure_ray
 
 NAME = "compress"
@@ -74,6 +75,10 @@ def _problems(files: tuple[str, ...]) -> dict[str, dict]:
 
 def _compress(rows: list[dict], backend, problem_files: tuple[str, ...], config: BardConfig, coverage) -> list[dict]:
     return stage.compress(rows, _problems(problem_files), backend, config, coverage)
+
+
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    return [engines_line(config.compress.generation, config.compress.workers, asked_gpus(config, NAME))]
 
 
 def summary(manifest: Manifest) -> list[dict]:

@@ -26,7 +26,7 @@ from bard_core.generation import GenerationBackendConfig
 from bard_core.metrics import budget_metrics, length_correlation
 from storage.artifacts import Manifest, shard_paths, write_table
 from tasks.build import StageRun
-from tasks.generate import Slice, run_generation
+from tasks.generate import Slice, asked_gpus, engines_line, run_generation
 from tasks.ray_runtime import ensure_ray
 
 NAME = "eval"
@@ -140,6 +140,16 @@ def run(job: StageRun) -> tuple[dict[str, int], dict]:
             variants[m.name] = f"{m.model} = this config with " + ", ".join(f"{k}: {v}" for k, v in overrides.items())
     return tables, {"models": dirs, "variants": variants, "problems": chosen.num_rows, "samples": samples.num_rows,
                     "correlation": correlation, "generation": counts}  # fmt: skip
+
+
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    """One line per model: its engines (a trained model is its artifact's model directory) and their GPUs."""
+    lines = []
+    for m in config.eval.models:
+        where = str(inputs[m.model] / "model") if trained(m.model) else m.model or ""
+        engine = engines_line(engine_config(config, m, where), config.eval.workers, asked_gpus(config, NAME))
+        lines.append(f"{m.name}: {engine}")
+    return lines
 
 
 def summary(manifest: Manifest) -> list[dict]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.generation import GenerationBackendConfig, make_backend
 from storage.artifacts import Shard, commit_shard, has_shard
@@ -99,6 +100,36 @@ def actor_resources(config: GenerationBackendConfig) -> dict:
         )
         return {"num_cpus": 1, "num_gpus": 1 if wants_gpu else 0}
     return {"num_cpus": 1, "num_gpus": 0}  # openai: the engine is elsewhere
+
+
+def plural(n: float, thing: str) -> str:
+    return f"{n:g} {thing}" + ("" if n == 1 else "s")
+
+
+def asked_gpus(config: BardConfig, stage: str) -> float | None:
+    """`ray.resources.<stage>.num_gpus`, which replaces the GPUs a stage's units of work would ask for."""
+    given = config.ray.resources.get(stage)
+    return given.num_gpus if given and given.num_gpus is not None else None
+
+
+def engines_line(g: GenerationBackendConfig, workers: int, gpus: float | None) -> str:
+    """--dry-run's line for a stage's engines and the GPUs they take, as `actor_resources` asks for them."""
+    if g.backend == "vllm":
+        what, each = f"vllm {g.model}, tensor parallel {g.tensor_parallel_size}", g.tensor_parallel_size
+    elif g.backend == "hf":
+        what = f"hf {g.model} on {g.device}"
+        each = 0 if g.device == "cpu" else 1 if g.device.startswith("cuda") else None  # auto: what the cluster has
+    elif g.backend == "openai":
+        what, each = f"openai {g.model} at {g.base_url}, {g.concurrency} requests in flight per actor", 0
+    else:
+        what, each = f"scripted {g.role}", 0
+    each = gpus if gpus is not None else each
+    actors = plural(workers, "engine actor")
+    if each is None:
+        return f"{what}: {actors}, 1 GPU each when the cluster has one, else CPU"
+    if each == 0:
+        return f"{what}: {actors}, no GPU"
+    return f"{what}: {actors} x {plural(each, 'GPU')} = {plural(workers * each, 'GPU')}"
 
 
 def run_generation(

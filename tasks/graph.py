@@ -24,6 +24,10 @@ def nothing_to_check(config: BardConfig) -> None:
     pass
 
 
+def in_this_process(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    return ["this process, no GPU"]
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage as the rest of bard sees it; its own work is `run`, in tasks/<name>.py."""
@@ -37,6 +41,7 @@ class Stage:
     check: Callable[[BardConfig], None] = nothing_to_check  # settings it cannot run with fail before anything starts
     per_variant: bool = True  # a config variant makes its own (data and models; the evaluation compares them)
     command: Callable[[BardConfig, Path, dict[str, Path]], str] | None = None  # its cluster job, when it submits one
+    runs_on: Callable[[BardConfig, dict[str, Path]], list[str]] = in_this_process  # engines and GPUs, for --dry-run
 
     def input_refs(self, config: BardConfig) -> dict[str, str]:
         return self.inputs(config) if callable(self.inputs) else {name: name for name in self.inputs}
@@ -44,14 +49,19 @@ class Stage:
 
 # The pipeline, in order. Stage(name, version, key_config, inputs, run, summary, check, ...): see `Stage`.
 STAGES: dict[str, Stage] = {s.name: s for s in [
-    Stage("problems", 2, problems.key_config, (), problems.run, problems.summary, problems.check),
-    Stage("teacher", 2, teacher.key_config, ("problems",), teacher.run, teacher.summary, teacher.check),
-    Stage("compress", 3, compress.key_config, ("teacher",), compress.run, compress.summary, compress.check),
-    Stage("assemble", 1, assemble.key_config, ("compress",), assemble.run, assemble.summary),
-    Stage("sft", 1, sft.key_config, ("assemble",), sft.run, sft.summary, sft.check, command=sft.command),
-    Stage("grpo", 1, grpo.key_config, ("sft", "assemble"), grpo.run, grpo.summary, grpo.check, command=grpo.command),
-    Stage("eval", 2, evaluation.key_config, evaluation.inputs, evaluation.run, evaluation.summary, evaluation.check,
-          per_variant=False),
+    Stage("problems", 2, problems.key_config, (), problems.run, problems.summary, problems.check,
+          runs_on=problems.runs_on),
+    Stage("teacher", 2, teacher.key_config, ("problems",), teacher.run, teacher.summary, teacher.check,
+          runs_on=teacher.runs_on),
+    Stage("compress", 3, compress.key_config, ("teacher",), compress.run, compress.summary, compress.check,
+          runs_on=compress.runs_on),
+    Stage("assemble", 1, assemble.key_config, ("compress",), assemble.run, assemble.summary, runs_on=assemble.runs_on),
+    Stage("sft", 1, sft.key_config, ("assemble",), sft.run, sft.summary, sft.check, command=sft.command,
+          runs_on=sft.runs_on),
+    Stage("grpo", 1, grpo.key_config, ("sft", "assemble"), grpo.run, grpo.summary, grpo.check, command=grpo.command,
+          runs_on=grpo.runs_on),
+    Stage("eval", 2, evaluation.key_config, evaluation.inputs, evaluation.run, evaluation.summary,
+          evaluation.check, per_variant=False, runs_on=evaluation.runs_on),
     Stage("report", 2, report.key_config, report.inputs, report.run, report.summary, evaluation.check,
           per_variant=False),
 ]}  # fmt: skip
@@ -78,6 +88,13 @@ class Step:
 
     def manifest(self) -> Manifest | None:
         return ArtifactStore(self.config.home).manifest(self.name, self.key)
+
+    def input_dirs(self) -> dict[str, Path]:
+        return {label: source.artifact_dir() for label, source in self.inputs.items()}
+
+    def runs_on(self) -> list[str]:
+        """What the step runs on (engines, jobs) and the GPUs it asks for: `--dry-run` prints it."""
+        return self.stage.runs_on(self.config, self.input_dirs())
 
 
 class Plan:

@@ -9,6 +9,7 @@ from bard_core.config import BardConfig
 from storage.artifacts import Manifest
 from tasks import sft
 from tasks.build import StageRun
+from tasks.generate import asked_gpus, plural
 from tasks.ray_job import secret_env_values
 from tasks.ray_runtime import run_recipe_task
 
@@ -73,6 +74,20 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path, sft_dir: Path) -
     job = run_openrlhf(config.ray, NAME, command(config, path, {"sft": sft_dir}), path, 0,
                        {ENV_TOKENIZER: str(sft_dir / "model")})
     return {"backend": "openrlhf", "prompt_rows": rows, **job, "model": str(path / "model")}
+
+
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    if config.grpo.backend != "openrlhf":
+        gpus = asked_gpus(config, NAME)
+        return ["trl on the sft model: one Ray task, " + (plural(gpus, "GPU") if gpus is not None else "1 GPU when the cluster has one, else CPU")]
+    orl, models = config.grpo.openrlhf, "actor and reference" if config.grpo.beta > 0 else "actor"  # beta 0: no reference
+    per_model = orl.nodes * orl.gpus_per_node
+    engines = f"{plural(orl.vllm_engines, 'vLLM engine')} x tensor parallel {orl.vllm_tensor_parallel_size}"
+    placed = f"openrlhf Ray job from the sft model: {models} on {plural(orl.nodes, 'node')} x {plural(orl.gpus_per_node, 'GPU')}, {engines}"
+    if orl.colocate_all:
+        return [f"{placed}, all colocated on the same {plural(per_model, 'GPU')}"]
+    total = per_model * (2 if config.grpo.beta > 0 else 1) + orl.vllm_engines * orl.vllm_tensor_parallel_size
+    return [f"{placed}, each on its own: {plural(total, 'GPU')}"]
 
 
 def summary(manifest: Manifest) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -12,6 +13,7 @@ from bard_core import problems as stage
 from bard_core.config import BardConfig, ProblemsConfig
 from storage.artifacts import Manifest, commit_shard, has_shard, read_shards, write_table
 from tasks.build import StageRun
+from tasks.generate import plural
 from tasks.ray_runtime import ensure_ray, run_shards
 
 PARTS, PARTS_REJECTED = "_parts/problems", "_parts/problems_rejected"
@@ -75,6 +77,11 @@ def _stats(problems: list[dict], rejected: list[dict], shards: int, resumed: int
         "shards": shards,
         "shards_resumed": resumed,
     }
+
+
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    asked = config.ray.for_stage("problems", num_cpus=1, num_gpus=0)
+    return [f"Ray tasks of {plural(asked['num_cpus'], 'CPU')} and {plural(asked['num_gpus'], 'GPU')}, one per shard"]
 
 
 def summary(manifest: Manifest) -> list[dict]:

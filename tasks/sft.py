@@ -11,6 +11,7 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from storage.artifacts import Manifest
 from tasks.build import StageRun
+from tasks.generate import asked_gpus, plural
 from tasks.ray_job import secret_env_values
 from tasks.ray_runtime import run_recipe_task
 
@@ -81,6 +82,15 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
         tokenizer.save_pretrained(_student_dir(config, path))
     job = run_openrlhf(config.ray, NAME, command(config, path), path, config.sft.openrlhf.gpus, {})
     return {"backend": "openrlhf", "train_rows": rows, **job, "model": str(path / "model")}
+
+
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    start = config.student.model or "a student built from student.architecture"
+    if config.sft.backend == "openrlhf":
+        orl = config.sft.openrlhf
+        return [f"openrlhf Ray job from {start}: deepspeed (ZeRO-{orl.zero_stage}) on {plural(orl.gpus, 'GPU')} of one node"]
+    gpus = asked_gpus(config, NAME)
+    return [f"trl on {start}: one Ray task, " + (plural(gpus, "GPU") if gpus is not None else "1 GPU when the cluster has one, else CPU")]
 
 
 def summary(manifest: Manifest) -> list[dict]:

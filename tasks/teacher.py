@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 
 from bard_core import contracts, tokenizers
@@ -12,7 +13,7 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from storage.artifacts import Manifest, shard_paths, write_table
 from tasks.build import StageRun
-from tasks.generate import plan_slices, run_generation
+from tasks.generate import asked_gpus, engines_line, plan_slices, run_generation
 from tasks.ray_runtime import ensure_ray
 
 NAME = "teacher"
@@ -52,6 +53,10 @@ def run(job: StageRun) -> tuple[dict[str, int], dict]:
     summary = stage.summary(shard_paths(path, TABLE, len(slices)))
     tables = {TABLE: len(slices), "teacher_stats": write_table(path, "teacher_stats", summary, 10_000)}
     return tables, {**counts, "per_source": summary.to_pylist()}
+
+
+def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
+    return [engines_line(config.teacher.generation, config.teacher.workers, asked_gpus(config, NAME))]
 
 
 def summary(manifest: Manifest) -> list[dict]:

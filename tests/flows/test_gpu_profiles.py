@@ -151,16 +151,15 @@ def test_paper_dry_run_prints_the_cluster_plan_and_commands_openrlhf_accepts(tmp
 def test_the_gpus_follow_the_settings(tmp_path):
     """Separate actor, reference and vLLM GPUs add up; no reference without KL; ray.resources replaces an engine's
     own GPU count; an hf engine on the CPU asks for none."""
-    from flows.cli import _stage_engines
 
     overrides = stand_ins("paper", tmp_path) + [
         "grpo.openrlhf.colocate_all=false", "grpo.openrlhf.vllm_engines=4", "grpo.openrlhf.vllm_tensor_parallel_size=2",
         "ray.resources={compress: {num_gpus: 2}}", "eval.generation={backend: hf, device: cpu}",
     ]  # fmt: skip
     plan = Plan(load_config(PROFILES["paper"], overrides, home=str(tmp_path / "home")))
-    (grpo,) = _stage_engines(plan.step("grpo"))
+    (grpo,) = plan.step("grpo").runs_on()
     assert grpo.endswith("4 vLLM engines x tensor parallel 2, each on its own: 24 GPUs")  # 8 actor + 8 reference + 8
-    assert _stage_engines(plan.step("compress"))[0].endswith("tensor parallel 4: 2 engine actors x 2 GPUs = 4 GPUs")
-    assert all(line.endswith("on cpu: 8 engine actors, no GPU") for line in _stage_engines(plan.step("eval")))
+    assert plan.step("compress").runs_on()[0].endswith("tensor parallel 4: 2 engine actors x 2 GPUs = 4 GPUs")
+    assert all(line.endswith("on cpu: 8 engine actors, no GPU") for line in plan.step("eval").runs_on())
     no_kl = Plan(load_config(PROFILES["paper"], overrides + ["grpo.beta=0"], home=str(tmp_path / "home")))
-    assert _stage_engines(no_kl.step("grpo"))[0].endswith("each on its own: 16 GPUs")
+    assert no_kl.step("grpo").runs_on()[0].endswith("each on its own: 16 GPUs")
