@@ -318,11 +318,14 @@ def compare(
     overrides: list[str] = SetOpt,
     home: Optional[str] = HomeOpt,
 ) -> None:
-    """Two models (or runs) side by side: accuracy, thinking length and adherence per benchmark and budget."""
+    """Two models (or runs) side by side: accuracy, thinking length and adherence per benchmark and budget, and
+    whether the accuracies differ beyond noise: McNemar's exact test on the problems both answered."""
     import duckdb
 
+    from bard_core.metrics import SIGNIFICANCE, paired_accuracy
+
     cfg = _load(config, overrides, home)
-    sides = []
+    sides, answers = [], []
     for spec in (first, second):
         key, _, model = spec.rpartition(":")
         manifest = _eval_manifest(cfg, key or None)
@@ -332,17 +335,27 @@ def compare(
             names = sorted({r["model"] for r in rows})
             raise BardError(f"no model {model!r} in eval artifact {manifest.key}; it has {', '.join(names)}")
         sides.append(picked)
+        answers.append(duckdb.execute(f"select benchmark, budget, problem_uid, correct from read_parquet({manifest.files('eval_samples')!r}) "
+                                      "where model = ?", [model]).to_arrow_table().to_pylist())  # fmt: skip
     a, b = sides
-    table = Table("benchmark", "budget", f"pass@1 {first}", f"pass@1 {second}", "Δ", f"L {first}", f"L {second}",
-                  f"≤B(1+τ) {first}", f"≤B(1+τ) {second}")  # fmt: skip
+    tests = {(t["benchmark"], t["budget"]): t for t in paired_accuracy(*answers)}
+    table = Table("benchmark", "budget", f"pass@1 {first}", f"pass@1 {second}", "Δ", "better: first/second", "p",
+                  f"L {first}", f"L {second}", f"≤B(1+τ) {first}", f"≤B(1+τ) {second}")  # fmt: skip
     for bench, budget in sorted(set(a) | set(b)):
-        x, y = a.get((bench, budget)), b.get((bench, budget))
+        x, y, t = a.get((bench, budget)), b.get((bench, budget)), tests.get((bench, budget))
         cell = lambda r, k, f: "—" if r is None else f.format(r[k])  # noqa: E731
         delta = "—" if x is None or y is None else f"{y['pass1_mean'] - x['pass1_mean']:+.3f}"
         table.add_row(bench, str(budget), cell(x, "pass1_mean", "{:.3f}"), cell(y, "pass1_mean", "{:.3f}"), delta,
+                      "—" if t is None else f"{t['first_better']}/{t['second_better']} of {t['problems']}",
+                      "—" if t is None else f"{t['p_value']:.3g}" + (" *" if t["significant"] else ""),
                       cell(x, "thinking_mean", "{:.1f}"), cell(y, "thinking_mean", "{:.1f}"),
                       cell(x, "adherence", "{:.1%}"), cell(y, "adherence", "{:.1%}"))  # fmt: skip
     console.print(table)
+    differ = [f"{t['benchmark']} {t['budget']}" for t in tests.values() if t["significant"] and t["problems"]]
+    console.print(f"better: the problems where one side got more samples right. * p < {SIGNIFICANCE} (McNemar's exact test).\n"
+                  + (f"Significant differences in pass@1 at: {', '.join(differ)}." if differ
+                     else "No budget differs significantly in pass@1: the differences are within noise."),
+                  highlight=False)  # fmt: skip
 
 
 @app.command()

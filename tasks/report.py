@@ -34,7 +34,7 @@ def render(source: Manifest, out: Path, compressions: Manifest | None = None, co
         return duckdb.sql(f"select {columns} from read_parquet({source.files(table)!r})").to_arrow_table().to_pylist()
 
     metrics = rows("eval_metrics")
-    lengths = rows("eval_samples", "model, mode, benchmark, budget, thinking_tokens")
+    lengths = rows("eval_samples", "model, mode, benchmark, budget, thinking_tokens, problem_uid, correct")
     header = {
         "eval artifact": f"{source.key} ({source.path})",
         "models": ", ".join(f"{name}: {path}" for name, path in source.stats["models"].items()),
