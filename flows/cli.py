@@ -335,8 +335,8 @@ def compare(
             names = sorted({r["model"] for r in rows})
             raise BardError(f"no model {model!r} in eval artifact {manifest.key}; it has {', '.join(names)}")
         sides.append(picked)
-        answers.append(duckdb.execute(f"select benchmark, budget, problem_uid, correct from read_parquet({manifest.files('eval_samples')!r}) "
-                                      "where model = ?", [model]).to_arrow_table().to_pylist())  # fmt: skip
+        samples = duckdb.sql(f"select model, benchmark, budget, problem_uid, correct from read_parquet({manifest.files('eval_samples')!r})")
+        answers.append([r for r in samples.to_arrow_table().to_pylist() if r["model"] == model])
     a, b = sides
     tests = {(t["benchmark"], t["budget"]): t for t in paired_accuracy(*answers)}
     table = Table("benchmark", "budget", f"pass@1 {first}", f"pass@1 {second}", "Δ", "better: first/second", "p",
@@ -351,11 +351,12 @@ def compare(
                       cell(x, "thinking_mean", "{:.1f}"), cell(y, "thinking_mean", "{:.1f}"),
                       cell(x, "adherence", "{:.1%}"), cell(y, "adherence", "{:.1%}"))  # fmt: skip
     console.print(table)
-    differ = [f"{t['benchmark']} {t['budget']}" for t in tests.values() if t["significant"] and t["problems"]]
-    console.print(f"better: the problems where one side got more samples right. * p < {SIGNIFICANCE} (McNemar's exact test).\n"
-                  + (f"Significant differences in pass@1 at: {', '.join(differ)}." if differ
-                     else "No budget differs significantly in pass@1: the differences are within noise."),
-                  highlight=False)  # fmt: skip
+    differ = [f"{t['benchmark']} {t['budget']}" for t in tests.values() if t["significant"]]
+    verdict = (f"Significant differences in pass@1 at: {', '.join(differ)}." if differ
+               else "No budget differs significantly in pass@1: the differences are within noise."
+               if any(t["problems"] for t in tests.values()) else "The two sides share no problems: nothing to pair.")  # fmt: skip
+    console.print(f"better: the problems where one side got more samples right; * p < {SIGNIFICANCE} "
+                  f"(McNemar's exact test on those problems).\n{verdict}", highlight=False)  # fmt: skip
 
 
 @app.command()

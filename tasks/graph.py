@@ -60,7 +60,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in [
           runs_on=sft.runs_on),
     Stage("grpo", 1, grpo.key_config, ("sft", "assemble"), grpo.run, grpo.summary, grpo.check, command=grpo.command,
           runs_on=grpo.runs_on),
-    Stage("eval", 2, evaluation.key_config, evaluation.inputs, evaluation.run, evaluation.summary,
+    Stage("eval", 3, evaluation.key_config, evaluation.inputs, evaluation.run, evaluation.summary,
           evaluation.check, per_variant=False, runs_on=evaluation.runs_on),
     Stage("report", 2, report.key_config, report.inputs, report.run, report.summary, evaluation.check,
           per_variant=False),

@@ -21,7 +21,7 @@ CLUSTER = ["--set", "sft.backend=openrlhf", "--set", "grpo.backend=openrlhf", "-
 
 DEMO = {"problems": "e2e6fd2c926279973666", "teacher": "49ba375815be0111f958", "compress": "b8661737046532aa4807",
         "assemble": "bd394dda9ac87fb2211a", "sft": "cfb518222ee5823c392b", "grpo": "792419e93c74cf801486",
-        "eval": "b7ebba28151691a5a41e", "report": "0fda31102dea398e636d"}  # fmt: skip
+        "eval": "fd54425f9d1c4c0e6be0", "report": "005a58eaf89bfbb2f6a5"}  # fmt: skip
 PINNED = {
     "demo": ([], DEMO),
     "ablations": (["--config", "configs/demo-ablations.yaml"], {
@@ -29,11 +29,11 @@ PINNED = {
         "assemble@rl_only": "d78b7088d44376725725", "sft@rl_only": "e200f6888632c18f8222",
         "grpo": "bef316e87bd16e3137ac", "grpo@additive": "e206652df5b6cebbc861",
         "grpo@multiplicative": "246bb3bb2c1005cc0918", "grpo@rl_only": "1767065d71b0421052db",
-        "eval": "06c39c6dfcf93209b24e", "report": "001a8159488b121e36d4"}),
+        "eval": "97f3f6c34d5d9f0a3e05", "report": "c9afbebd4261f480822b"}),
     "cluster": (CLUSTER, {
         **{k: DEMO[k] for k in ("problems", "teacher", "compress", "assemble")},
-        "sft": "8e62632fbcefa0a1bf7b", "grpo": "a39cd11e43471f07e1e6", "eval": "e16382d641d8f56026ff",
-        "report": "91db80cb4a0101c8e702"}),
+        "sft": "8e62632fbcefa0a1bf7b", "grpo": "a39cd11e43471f07e1e6", "eval": "e0a33db9c113f229c378",
+        "report": "1d84ba969bf487e7f31f"}),
 }  # fmt: skip
 # sha256 of the two OpenRLHF command lines of the "cluster" run, the home replaced by <home>.
 COMMANDS = "f59b78dfb7b269e0a59da51f6a38459db5db926520b90ba7419eebdee45b7338"

@@ -129,6 +129,50 @@ def test_report_with_plots_then_cli_report_and_compare(evaluated, tmp_path):
     assert wrong.returncode == 1 and "no model 'nope'" in wrong.stderr
 
 
+def test_compare_and_the_report_say_which_budgets_differ_beyond_noise(ray_local, tmp_path):
+    """The demo's scripted engines (seconds, no model): the reference always answers within the budget; the
+    teacher ignores it, so at budget 8 its solution is cut at max_tokens, unanswered, on every problem (12 discordant
+    pairs: McNemar's p = 2 / 2^12), while at 512 both are right on every problem (nothing to tell apart)."""
+    tokenizer = Path(__file__).resolve().parents[2] / "configs" / "demo-tokenizer.json"
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+problems: {{sources: [{{kind: arithmetic, size: 12, seed: 1, split: test}}]}}
+budget: {{tokenizer: '{tokenizer}'}}
+eval:
+  models:
+    - {{name: reference, generation: {{backend: scripted, role: reference, tokenizer: '{tokenizer}'}}}}
+    - {{name: teacher, generation: {{backend: scripted, role: teacher, slip_rate: 0.0, tokenizer: '{tokenizer}'}}}}
+  budgets: [8, 512]
+  samples: 1
+  temperature: 0.0
+ray: {{num_cpus: 1}}
+""")
+    config = load_config(path, home=str(tmp_path / "home"))
+    graph.build("problems", config)
+    manifest = graph.build("eval", config)
+    metrics = duckdb.sql(f"select * from read_parquet({manifest.files('eval_metrics')!r})").to_arrow_table().to_pylist()
+    cut = next(m for m in metrics if (m["model"], m["budget"]) == ("teacher", 8))
+    assert (cut["pass1_mean"], cut["pass1_lo"], cut["over_budget"], cut["over_budget_hi"]) == (0.0, 0.0, 1.0, 1.0)
+    assert cut["pass1_hi"] == pytest.approx(0.2425, abs=1e-4)  # Wilson, 0 of 12
+    assert all(m["relerr_lo"] <= m["relerr_mean"] <= m["relerr_hi"] for m in metrics)
+
+    home = ["--config", str(path), "--home", config.home]
+    shown = subprocess.run([BARD, "compare", "reference", "teacher", *home], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "12/0 of 12" in next(line for line in lines if " 8 " in line) and "0.000488 *" in shown.stdout
+    assert "0/0 of 12" in next(line for line in lines if " 512 " in line)
+    assert "Significant differences in pass@1 at: arithmetic 8." in shown.stdout
+    same = subprocess.run([BARD, "compare", "teacher", f"{manifest.key}:teacher", *home], capture_output=True, text=True)
+    assert "No budget differs significantly in pass@1: the differences are within noise." in same.stdout, same.stderr
+
+    text = Path(graph.build("report", config).stats["report"]).read_text()
+    assert "| 8 | 1.000 | 0.0% | 0.375 | 0.000 | 100.0% | 8.375 | reference > teacher (p = 0.00049) |" in text
+    assert "| 512 | " in text and " | within noise |" in text.split("| 512 | ", 1)[1].splitlines()[0]
+    assert "| 8 | 0.000 [0.000, 0.242] |" in text and "| 100.0% [75.8%, 100.0%] |" in text
+
+
 def test_multiple_choice_options_are_shuffled_with_a_seed_and_graded_by_shown_letter(tmp_path):
     from bard_core.evaluate import presented
     from bard_core.scoring.verify import grade

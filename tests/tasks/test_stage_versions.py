@@ -41,8 +41,8 @@ PINNED = {
     "teacher": ("problems=2 teacher=2", "9af476eb838de9c5f1720db297d689bb6a7ae16ddb359a7184d520d434b963b4"),
     "compress": ("compress=3 problems=2 teacher=2", "95c84faabd6488ea887a03a9e57e343f2b231f45d4872d637cf5e03b45e86c6b"),
     "assemble": ("assemble=1 compress=3 problems=2 teacher=2", "d37df47571a78f42128b70daf7d5b6acfab7dbff4543396b7cf395c7001e2181"),
-    "eval": ("eval=2 problems=2", "bcd4af74724d8beae51a6e00d1d61834b9b9785276f5a5fd6d3e9ea2c9292e0b"),
-    "report": ("compress=3 eval=2 problems=2 report=2 teacher=2", "40c05538a9056f970ceda6ed3acb67692e8dad32e0365eac99901d86f235a389"),
+    "eval": ("eval=3 problems=2", "706abb1bed152c9f21422babadb76a6d3d44443766e809f13aac6aac4bfbb87a"),
+    "report": ("compress=3 eval=3 problems=2 report=2 teacher=2", "c8f05fc847eb38ec1564ad60c03a31b463745e27ed0298a4a72a0e33ea121e0c"),
     "sft": ("assemble=1 compress=3 problems=2 sft=1 teacher=2", "029f80cc424d60a95bfdaf9faf6065987173ce1977f948719b1f38dd78eb11a7"),
     "grpo": ("assemble=1 compress=3 grpo=1 problems=2 sft=1 teacher=2", "43750f863a23dd18dce8a2346ea95166489449c99b6f1dd7170ce0eb3d01a159"),
 }
