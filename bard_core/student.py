@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bard_core.config import StudentConfig
+from bard_core.config import BudgetConfig, StudentConfig
+from bard_core.errors import BardError
 
 # ChatML, as Qwen3's, without its tool and thinking-toggle branches: assistant content is kept verbatim,
 # `<think>...</think>` included, so a trained completion is exactly what the model learns to write.
@@ -21,7 +22,10 @@ def load_tokenizer(cfg: StudentConfig):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if cfg.tokenizer is None and cfg.model is not None:
-        return AutoTokenizer.from_pretrained(cfg.model)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        if cfg.chat_template is not None:
+            tokenizer.chat_template = cfg.chat_template
+        return tokenizer
     if cfg.tokenizer in (None, "qwen3"):
         from bard_core.tokenizers import qwen3_tokenizers
 
@@ -39,8 +43,28 @@ def load_tokenizer(cfg: StudentConfig):
                 setattr(tokenizer, name, token)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = cfg.chat_template or CHAT_TEMPLATE
     return tokenizer
+
+
+def check_chat_template(tokenizer, row: dict, budget: BudgetConfig, model: str) -> None:
+    """Render one SFT row (prompt + completion turns) through the chat template and stop if the completion's
+    thinking is not in the text. Some templates (DeepSeek-R1-Distill's) cut everything before `</think>` from
+    assistant turns, and SFT would then train on answers without their reasoning."""
+    content = row["completion"][-1]["content"]
+    if budget.think_close not in content:
+        return  # nothing to lose: a row without thinking
+    thinking = content.split(budget.think_close)[0].replace(budget.think_open, "").strip()
+    if not thinking:
+        return
+    text = tokenizer.apply_chat_template(list(row["prompt"]) + list(row["completion"]), tokenize=False)
+    if thinking not in text:
+        raise BardError(
+            f"student {model}: its chat template drops the thinking ({budget.think_open}...{budget.think_close}) "
+            f"from assistant turns, so SFT would train on answers without their reasoning. Set "
+            f"`student.chat_template` to a template that keeps assistant content as it is (for example bard's "
+            f"ChatML, bard_core.student.CHAT_TEMPLATE)"
+        )
 
 
 def load_model(cfg: StudentConfig, tokenizer, dtype=None):

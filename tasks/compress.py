@@ -29,7 +29,7 @@ def key_config(config: BardConfig) -> dict:
     found = {
         "compress": config.compress.model_dump(mode="json", exclude={"workers"}),
         "budget_sampling": config.budget_sampling.model_dump(mode="json"),
-        "budget": config.budget.model_dump(mode="json"),
+        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
         "verify": config.verify.model_dump(mode="json"),
     }
     if config.compress.generation and (files := model_dir_fingerprint(config.compress.generation.model)):

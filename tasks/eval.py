@@ -37,7 +37,7 @@ def key_config(config: BardConfig) -> dict:
     """The sweep, and what grading and length counting depend on; not how many engines run it."""
     found = {
         "eval": config.eval.model_dump(mode="json", exclude={"workers", "shard_rows", "commit_rows"}),
-        "budget": config.budget.model_dump(mode="json"),
+        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
         "verify": config.verify.model_dump(mode="json"),
         "tau": config.reward.tau,
         "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),

@@ -22,7 +22,7 @@ def key_config(config: BardConfig) -> dict:
     return {
         "grpo": config.grpo.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
         "reward": config.reward.model_dump(mode="json"),
-        "budget": config.budget.model_dump(mode="json"),
+        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
         "verify": config.verify.model_dump(mode="json"),
     }
 

@@ -40,6 +40,8 @@ def render(source: Manifest, out: Path, compressions: Manifest | None = None, co
         "models": ", ".join(f"{name}: {path}" for name, path in source.stats["models"].items()),
         **({"variants": "; ".join(f"{name}: {what}" for name, what in source.stats["variants"].items())}
            if source.stats.get("variants") else {}),
+        **({"tokenizer mismatch allowed": config.budget.tokenizer_mismatch_reason}
+           if config and config.budget.tokenizer_mismatch_reason else {}),
         "problems": source.stats["problems"], "samples": source.stats["samples"],
         "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }  # fmt: skip

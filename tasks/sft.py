@@ -22,7 +22,8 @@ def key_config(config: BardConfig) -> dict:
     """The student and the SFT settings; the cluster settings only when the cluster trains."""
     local = config.sft.backend != "openrlhf"
     found = {
-        "student": config.student.model_dump(mode="json"),
+        # chat_template is keyed only when set, so profiles without one keep their keys
+        "student": config.student.model_dump(mode="json", exclude=set() if config.student.chat_template else {"chat_template"}),
         "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
         "tokenizer": tokenizers.fingerprint(config.student.tokenizer or config.student.model),
     }

@@ -25,7 +25,7 @@ def key_config(config: BardConfig) -> dict:
     how budget tokens are counted and how answers are verified."""
     found = {
         "teacher": config.teacher.model_dump(mode="json", exclude={"workers"}),
-        "budget": config.budget.model_dump(mode="json"),
+        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
         "verify": config.verify.model_dump(mode="json"),
         "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
     }

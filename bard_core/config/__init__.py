@@ -140,6 +140,52 @@ class BardConfig(Section):
                                  f"variants ({', '.join(self.variants) or 'none defined'})")  # fmt: skip
         return self
 
+    @model_validator(mode="after")
+    def _tokenizers_agree(self) -> "BardConfig":
+        """Budgets are counted in the student's tokens: every tokenizer setting must count as budget.tokenizer does."""
+        if self.budget.tokenizer_mismatch_reason:
+            return self
+        others = []
+        if self.student.tokenizer or self.student.model:  # a student left at its defaults is not compared
+            name = "student.tokenizer" if self.student.tokenizer else "student.model"
+            others.append((name, self.student.tokenizer or self.student.model))
+        engines = [("teacher.generation", self.teacher.generation), ("compress.generation", self.compress.generation)]
+        engines = [(where, gen.model_dump()) for where, gen in engines if gen is not None]
+        engines += [(f"eval.models[{m.name}].generation", m.generation) for m in self.eval.models if m.generation]
+        others += [(f"{where}.tokenizer", gen["tokenizer"]) for where, gen in engines
+                   if gen["backend"] == "scripted" and gen.get("tokenizer")]  # fmt: skip
+        for name, spec in others:
+            if not same_tokenizer(self.budget.tokenizer, spec):
+                raise ValueError(
+                    f"budget.tokenizer {self.budget.tokenizer!r} and {name} {spec!r} count tokens differently, so "
+                    f"budgets would not be counted in the student's tokens: name the same tokenizer in both, or set "
+                    f"budget.tokenizer_mismatch_reason to say why they differ"
+                )
+        return self
+
+
+# Texts two tokenizers must split alike to count budgets alike: words, digits, LaTeX, the thinking tags, accents.
+TOKENIZER_PROBES = ["Think for at most 120 tokens.", "<think>\n12 + 34 = 46, so x = 3.5\n</think>\n\n\\boxed{46}",
+                    "The café's naïve résumé: 1,000,000 ÷ 7 ≈ 142857.14"]  # fmt: skip
+
+
+def same_tokenizer(a: str, b: str) -> bool:
+    """Whether two tokenizer settings ('qwen3', a tokenizer.json, a model directory) count alike: the same file, or
+    the same token counts on `TOKENIZER_PROBES`. A file not at hand yet (a profile's model to fill in) is trusted."""
+    from bard_core.tokenizers import cached_tokenizer
+
+    def resolved(spec: str) -> str:
+        return os.path.abspath(os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec)
+
+    if a == b or (a != "qwen3" and b != "qwen3" and resolved(a) == resolved(b)):
+        return True
+    if any(spec != "qwen3" and not os.path.isfile(resolved(spec)) for spec in (a, b)):
+        return True
+    try:
+        return cached_tokenizer(a).count(TOKENIZER_PROBES) == cached_tokenizer(b).count(TOKENIZER_PROBES)
+    except Exception:  # a file tokenizers cannot read: the stage that loads it names the setting and the file
+        return True
+
 
 def variant_config(config: BardConfig, name: str) -> BardConfig:
     """Variant `name` of `config`: its overrides applied to the resolved config. The evaluation belongs to the

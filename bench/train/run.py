@@ -36,6 +36,7 @@ def main() -> None:
     config = load_config(None, [
         f'problems.sources=[{{"kind":"jsonl","path":"{source}"}}]', f"student.tokenizer={tokenizer}",
         "budget_sampling={mode: uniform, min_budget: 8, max_budget: 128}",
+        "budget.tokenizer_mismatch_reason=a timing bench, budgets stay counted in the demo's words",
         f"sft={{learning_rate: 0.002, max_steps: {opts.sft_steps}, batch_size: 64, save_steps: 1000, logging_steps: 10, max_length: 512, report_to: []}}",
         f"grpo={{max_steps: {opts.grpo_steps}, save_steps: 1000, report_to: []}}",
         "ray.num_cpus=1",

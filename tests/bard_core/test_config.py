@@ -181,3 +181,91 @@ def test_each_config_module_imports_first_in_a_fresh_interpreter(module):
     """The engines' configs live in the config package and the engines import them: no order may hit a cycle."""
     done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# Tokenizer agreement (issue 17): budgets must be counted in the student's tokens.
+DEMO_TOKENIZER = str(DEFAULT_CONFIG.parent / "demo-tokenizer.json")
+
+
+@pytest.mark.parametrize("override, setting", [
+    ("student.tokenizer=qwen3", "student.tokenizer 'qwen3'"),
+    ("compress.generation.tokenizer=qwen3", "compress.generation.tokenizer 'qwen3'"),
+    ("eval.models=[{name: reference, generation: {backend: scripted, role: reference, tokenizer: qwen3}}]",
+     "eval.models[reference].generation.tokenizer 'qwen3'"),
+])  # fmt: skip
+def test_tokenizer_settings_that_count_differently_are_one_config_error(override, setting):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert f"budget.tokenizer 'configs/demo-tokenizer.json' and {setting} count tokens differently" in str(err.value)
+    assert "budget.tokenizer_mismatch_reason" in str(err.value)
+
+
+def test_tokenizer_settings_agree_by_what_they_count_not_by_how_they_are_written(tmp_path, tiny_model):
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(Path(DEMO_TOKENIZER).read_bytes())
+    assert load_config(None, [f"student.tokenizer={copy}", f"compress.generation.tokenizer={DEMO_TOKENIZER}"])
+    # a student model directory and its own tokenizer.json; a model directory not at hand yet is taken on trust
+    assert load_config(None, [f"budget.tokenizer={tiny_model}/tokenizer.json", f"student.model={tiny_model}",
+                              "student.tokenizer=null", "compress.generation.tokenizer=null",
+                              "compress.generation.role=teacher", "eval.models=[{name: sft, model: sft}]"])  # fmt: skip
+    assert load_config(None, ["budget.tokenizer=qwen3", "student.model=/models/not-here", "student.tokenizer=null",
+                              "compress.generation.tokenizer=null", "compress.generation.role=teacher",
+                              "eval.models=[{name: sft, model: sft}]"])  # fmt: skip
+    with pytest.raises(ConfigError, match=f"student.model '{tiny_model}' count tokens differently"):
+        load_config(None, [f"student.model={tiny_model}", "student.tokenizer=null"])
+
+
+def test_a_tokenizer_mismatch_reason_allows_it_and_leaves_the_keys_alone():
+    from tasks import graph
+
+    reason = "budget.tokenizer_mismatch_reason=counted in words on purpose"
+    allowed = load_config(None, ["student.tokenizer=qwen3", reason])
+    assert allowed.budget.tokenizer_mismatch_reason == "counted in words on purpose"
+    demo, demo_with_reason = load_config(), load_config(None, [reason])
+    assert all(graph.key(name, demo) == graph.key(name, demo_with_reason) for name in graph.STAGES)
+
+
+def test_the_report_header_shows_why_tokenizers_may_differ(ray_local, tmp_path):
+    from tasks import graph
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""
+problems: {{sources: [{{kind: arithmetic, size: 4, seed: 1, split: test}}]}}
+budget: {{tokenizer: qwen3, tokenizer_mismatch_reason: "the scripted reference counts in words"}}
+eval:
+  models: [{{name: reference, generation: {{backend: scripted, role: reference, tokenizer: '{DEMO_TOKENIZER}'}}}}]
+  budgets: [16]
+ray: {{num_cpus: 1}}
+""")
+    config = load_config(path, home=str(tmp_path / "home"))
+    graph.build("problems", config)
+    graph.build("eval", config)
+    text = Path(graph.build("report", config).stats["report"]).read_text()
+    assert "- **tokenizer mismatch allowed**: the scripted reference counts in words" in text
+
+
+def _sub_sections(cls, prefix=""):
+    """(dotted path, default object) of every sub-section with a default object of its own type, at any depth."""
+    from bard_core.config.section import Section
+
+    for name, field in cls.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, Section) and field.annotation is type(default):
+            yield prefix + name, default
+            yield from _sub_sections(type(default), f"{prefix}{name}.")
+
+
+def test_a_section_given_in_part_keeps_every_default_it_does_not_set(tmp_path):
+    found = dict(_sub_sections(BardConfig))
+    assert found["teacher.sampling"].n == 4, "the teacher's documented default, not SamplingParams' n = 1"
+    for path, default in found.items():
+        first = next(iter(type(default).model_fields))
+        data = {first: getattr(default, first)}  # the section with one key set: the rest must be the defaults
+        for part in reversed(path.split(".")):
+            data = {part: data}
+        section = BardConfig.model_validate(data)
+        for part in path.split("."):
+            section = getattr(section, part)
+        assert section == default, path
+    cfg = load_config(write(tmp_path, "teacher:\n  sampling: {temperature: 0.6, max_tokens: 400}\n"))
+    assert (cfg.teacher.sampling.n, cfg.teacher.sampling.temperature, cfg.teacher.sampling.max_tokens) == (4, 0.6, 400)

@@ -19,6 +19,7 @@ def student(tmp_path_factory) -> str:
 def test_hard_mode_caps_every_sample_where_budget_mode_does_not(student):
     config = load_config(None, [
         f"budget.tokenizer={student}/tokenizer.json", "eval.budgets=[3, 8, 12]", "eval.samples=2",
+        "budget.tokenizer_mismatch_reason=the demo's student and compressor are not used here",
         "eval.temperature=0", "eval.answer_tokens=4",
         f"eval.models=[{{name: soft, model: {student}}}, {{name: capped, model: {student}, mode: hard}}]",
     ])  # fmt: skip

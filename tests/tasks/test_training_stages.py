@@ -22,6 +22,7 @@ def write_config(tmp: Path, tokenizer: str) -> Path:
     path.write_text(f"""
 problems: {{sources: [{{kind: jsonl, path: '{source}'}}]}}
 budget_sampling: {{mode: uniform, min_budget: 5, max_budget: 40}}
+budget: {{tokenizer_mismatch_reason: "a test of the training stages: budgets stay counted in Qwen3 tokens"}}
 assemble: {{validation_fraction: 0.1}}
 student:
   tokenizer: '{tokenizer}'
