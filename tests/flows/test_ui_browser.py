@@ -122,7 +122,8 @@ def test_the_prefect_ui_in_a_browser_shows_deployments_runs_and_the_report(tmp_p
                 page = browser.open(f"{url}/flow-runs/flow-run/{run.id}", run.name, "Completed", "Deployment")
                 browser.tab("Logs", "reused" if attempt == "reused" else "artifacts under")
                 if attempt == "built":  # the stages' subflows, listed once the UI's query returns
-                    page = browser.tab("Subflow Runs", f"{len(STAGES)} Flow runs")
+                    # the count comes before the rows: wait for each stage's row too
+                    page = browser.tab("Subflow Runs", f"{len(STAGES)} Flow runs", *(f"\n{name}\n" for name in STAGES))
                     assert all(re.search(rf"^{name}$", page, re.M) for name in STAGES), page
                 page = browser.tab("Artifacts", "bard-report")
                 if attempt == "reused":  # the `bard-stages` table says so
