@@ -7,7 +7,7 @@ import re
 import duckdb
 
 from bard_core.compress import compress, eligible, jobs_for, request
-from bard_core.config import BardConfig, BudgetSamplingConfig, CompressConfig
+from bard_core.config import BardConfig, BudgetConfig, BudgetSamplingConfig, CompressConfig
 from bard_core.generation import Completion, HFBackendConfig
 from bard_core.tokenizers import cached_tokenizer
 
@@ -148,7 +148,8 @@ def test_prompts_are_counted_with_the_compressors_own_tokenizer_when_it_is_at_ha
     model = tmp_path / "model"
     model.mkdir()
     shutil.copy("configs/demo-tokenizer.json", model / "tokenizer.json")
-    with_gen = lambda gen: BardConfig(compress=CompressConfig(generation=gen, max_input_tokens=10))  # noqa: E731
+    budget = BudgetConfig(tokenizer_mismatch_reason="only which tokenizer counts the prompt is looked at here")
+    with_gen = lambda gen: BardConfig(budget=budget, compress=CompressConfig(generation=gen, max_input_tokens=10))  # noqa: E731
     assert prompt_tokenizer(with_gen(HFBackendConfig(backend="hf", model=str(model)))) == str(model)
     scripted = ScriptedBackendConfig(backend="scripted", role="compressor", tokenizer="configs/demo-tokenizer.json")
     assert prompt_tokenizer(with_gen(scripted)) == "configs/demo-tokenizer.json"
@@ -161,7 +162,8 @@ def test_a_qwen3_compressor_left_thinking_is_warned_about(tmp_path):
     from bard_core.generation import ScriptedBackendConfig, VLLMBackendConfig
 
     def warning(gen):
-        return thinking_warning(BardConfig(compress=CompressConfig(generation=gen)))
+        budget = BudgetConfig(tokenizer_mismatch_reason="only the compressor's thinking switch is looked at here")
+        return thinking_warning(BardConfig(budget=budget, compress=CompressConfig(generation=gen)))
 
     assert "enable_thinking: false" in warning(VLLMBackendConfig(backend="vllm", model="Qwen/Qwen3-32B"))
     off = {"enable_thinking": False}

@@ -138,7 +138,7 @@ budget: {{tokenizer: configs/demo-tokenizer.json}}
 budget_sampling: {{mode: uniform, min_budget: 6, max_budget: 130, per_chain: 1, holdout: [24, 48]}}
 teacher:
   generation: {{backend: scripted, role: teacher, slip_rate: 0.05}}
-  sampling: {{max_tokens: 400}}
+  sampling: {{max_tokens: 400, n: 1}}
 compress:
   generation: {{backend: scripted, role: compressor, tokenizer: configs/demo-tokenizer.json, overshoot_rate: 0.1}}
   above_length: true
