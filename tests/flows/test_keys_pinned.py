@@ -1,7 +1,8 @@
 """Existing homes keep their cache across refactors: the artifact keys `bard run --dry-run` shows for the shipped
-profiles (variants and the cluster backends included), and the OpenRLHF command lines, are pinned here as the code
-computed them before the stage graph was declared once (issue 22). A change of a stage's output bumps its VERSION
-and re-pins them on purpose (tests/tasks/test_stage_versions.py says how); a refactor must leave them alone."""
+profiles (variants and the cluster backends included), and the OpenRLHF command lines, were pinned here as the code
+computed them before the stage graph was declared once (issue 22), and that refactor left them as they were. A change
+of a stage's output bumps its version (tasks/graph.py) and re-pins them on purpose, as compress 3 and eval 3 did
+(tests/tasks/test_stage_versions.py says how); a refactor must leave them alone."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_keys_of_the_shipped_profiles_are_the_ones_existing_homes_hold(name, tmp
 
 
 def test_a_home_the_old_code_filled_is_found_finished(tmp_path):
-    """A home holding finished artifacts under the pinned keys (as the code before the refactor wrote them):
+    """A home holding finished artifacts under the pinned keys (as an earlier version of the code wrote them):
     every stage of the ablation profile is found cached, nothing is to run."""
     from storage.artifacts import ArtifactStore
 
