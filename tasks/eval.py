@@ -26,7 +26,7 @@ from bard_core.generation import GenerationBackendConfig
 from bard_core.metrics import budget_metrics, length_correlation
 from storage.artifacts import Manifest, shard_paths, write_table
 from tasks.build import StageRun
-from tasks.generate import Slice, asked_gpus, engines_line, run_generation
+from tasks.generate import Slice, engines_line, run_generation
 from tasks.ray_runtime import ensure_ray
 
 NAME = "eval"
@@ -37,7 +37,7 @@ def key_config(config: BardConfig) -> dict:
     """The sweep, and what grading and length counting depend on; not how many engines run it."""
     found = {
         "eval": config.eval.model_dump(mode="json", exclude={"workers", "shard_rows", "commit_rows"}),
-        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
+        "budget": config.budget.keyed(),
         "verify": config.verify.model_dump(mode="json"),
         "tau": config.reward.tau,
         "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
@@ -147,7 +147,7 @@ def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
     lines = []
     for m in config.eval.models:
         where = str(inputs[m.model] / "model") if trained(m.model) else m.model or ""
-        engine = engines_line(engine_config(config, m, where), config.eval.workers, asked_gpus(config, NAME))
+        engine = engines_line(engine_config(config, m, where), config.eval.workers, config.ray.for_stage(NAME).get("num_gpus"))
         lines.append(f"{m.name}: {engine}")
     return lines
 

@@ -26,11 +26,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.generation import GenerationBackendConfig, make_backend
 from storage.artifacts import Shard, commit_shard, has_shard
-from tasks.ray_runtime import driver_identity, exit_with_driver, progress_bar
+from tasks.ray_runtime import driver_identity, exit_with_driver, plural, progress_bar
 
 log = logging.getLogger("bard")
 POLL_S = 1.0  # how often the driver counts committed chunks for the progress bar
@@ -102,18 +101,9 @@ def actor_resources(config: GenerationBackendConfig) -> dict:
     return {"num_cpus": 1, "num_gpus": 0}  # openai: the engine is elsewhere
 
 
-def plural(n: float, thing: str) -> str:
-    return f"{n:g} {thing}" + ("" if n == 1 else "s")
-
-
-def asked_gpus(config: BardConfig, stage: str) -> float | None:
-    """`ray.resources.<stage>.num_gpus`, which replaces the GPUs a stage's units of work would ask for."""
-    given = config.ray.resources.get(stage)
-    return given.num_gpus if given and given.num_gpus is not None else None
-
-
 def engines_line(g: GenerationBackendConfig, workers: int, gpus: float | None) -> str:
-    """--dry-run's line for a stage's engines and the GPUs they take, as `actor_resources` asks for them."""
+    """--dry-run's line for a stage's engines and the GPUs they take, as `actor_resources` asks for them; `gpus`
+    (`ray.resources.<stage>.num_gpus`, when set) replaces that."""
     if g.backend == "vllm":
         what, each = f"vllm {g.model}, tensor parallel {g.tensor_parallel_size}", g.tensor_parallel_size
     elif g.backend == "hf":

@@ -9,9 +9,8 @@ from bard_core.config import BardConfig
 from storage.artifacts import Manifest
 from tasks import sft
 from tasks.build import StageRun
-from tasks.generate import asked_gpus, plural
 from tasks.ray_job import secret_env_values
-from tasks.ray_runtime import run_recipe_task
+from tasks.ray_runtime import plural, recipe_task_line, run_recipe_task
 
 NAME = "grpo"
 
@@ -22,7 +21,7 @@ def key_config(config: BardConfig) -> dict:
     return {
         "grpo": config.grpo.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
         "reward": config.reward.model_dump(mode="json"),
-        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
+        "budget": config.budget.keyed(),
         "verify": config.verify.model_dump(mode="json"),
     }
 
@@ -78,8 +77,7 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path, sft_dir: Path) -
 
 def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
     if config.grpo.backend != "openrlhf":
-        gpus = asked_gpus(config, NAME)
-        return ["trl on the sft model: one Ray task, " + (plural(gpus, "GPU") if gpus is not None else "1 GPU when the cluster has one, else CPU")]
+        return [recipe_task_line(config.ray, NAME, "the sft model")]
     orl, models = config.grpo.openrlhf, "actor and reference" if config.grpo.beta > 0 else "actor"  # beta 0: no reference
     per_model = orl.nodes * orl.gpus_per_node
     engines = f"{plural(orl.vllm_engines, 'vLLM engine')} x tensor parallel {orl.vllm_tensor_parallel_size}"

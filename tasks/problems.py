@@ -13,8 +13,7 @@ from bard_core import problems as stage
 from bard_core.config import BardConfig, ProblemsConfig
 from storage.artifacts import Manifest, commit_shard, has_shard, read_shards, write_table
 from tasks.build import StageRun
-from tasks.generate import plural
-from tasks.ray_runtime import ensure_ray, run_shards
+from tasks.ray_runtime import ensure_ray, plural, run_shards
 
 PARTS, PARTS_REJECTED = "_parts/problems", "_parts/problems_rejected"
 # Shards before `finalize`: problems still carry where they came from, to name a duplicate's first occurrence.

@@ -187,6 +187,16 @@ def exit_with_driver(driver: tuple[int, str], poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-driver").start()
 
 
+def plural(n: float, thing: str) -> str:
+    return f"{n:g} {thing}" + ("" if n == 1 else "s")
+
+
+def recipe_task_line(config: RayConfig, stage: str, start: str) -> str:
+    """--dry-run's line for a stage `run_recipe_task` trains: the GPU it asks for."""
+    gpus = config.for_stage(stage).get("num_gpus")
+    return f"trl on {start}: one Ray task, " + (plural(gpus, "GPU") if gpus is not None else "1 GPU when the cluster has one, else CPU")
+
+
 def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any, out: str,
                     on_progress: Callable[[int, int], None] | None = None) -> dict:
     """Run a training recipe (setup, train, save, cleanup; `out` is its output directory, the last of `args`) in a

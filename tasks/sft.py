@@ -11,9 +11,8 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from storage.artifacts import Manifest
 from tasks.build import StageRun
-from tasks.generate import asked_gpus, plural
 from tasks.ray_job import secret_env_values
-from tasks.ray_runtime import run_recipe_task
+from tasks.ray_runtime import plural, recipe_task_line, run_recipe_task
 
 NAME = "sft"
 
@@ -90,8 +89,7 @@ def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
     if config.sft.backend == "openrlhf":
         orl = config.sft.openrlhf
         return [f"openrlhf Ray job from {start}: deepspeed (ZeRO-{orl.zero_stage}) on {plural(orl.gpus, 'GPU')} of one node"]
-    gpus = asked_gpus(config, NAME)
-    return [f"trl on {start}: one Ray task, " + (plural(gpus, "GPU") if gpus is not None else "1 GPU when the cluster has one, else CPU")]
+    return [recipe_task_line(config.ray, NAME, start)]
 
 
 def summary(manifest: Manifest) -> list[dict]:

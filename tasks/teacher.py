@@ -13,7 +13,7 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from storage.artifacts import Manifest, shard_paths, write_table
 from tasks.build import StageRun
-from tasks.generate import asked_gpus, engines_line, plan_slices, run_generation
+from tasks.generate import engines_line, plan_slices, run_generation
 from tasks.ray_runtime import ensure_ray
 
 NAME = "teacher"
@@ -25,7 +25,7 @@ def key_config(config: BardConfig) -> dict:
     how budget tokens are counted and how answers are verified."""
     found = {
         "teacher": config.teacher.model_dump(mode="json", exclude={"workers"}),
-        "budget": config.budget.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"}),
+        "budget": config.budget.keyed(),
         "verify": config.verify.model_dump(mode="json"),
         "tokenizer": tokenizers.fingerprint(config.budget.tokenizer),
     }
@@ -56,7 +56,7 @@ def run(job: StageRun) -> tuple[dict[str, int], dict]:
 
 
 def runs_on(config: BardConfig, inputs: dict[str, Path]) -> list[str]:
-    return [engines_line(config.teacher.generation, config.teacher.workers, asked_gpus(config, NAME))]
+    return [engines_line(config.teacher.generation, config.teacher.workers, config.ray.for_stage(NAME).get("num_gpus"))]
 
 
 def summary(manifest: Manifest) -> list[dict]:

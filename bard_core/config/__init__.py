@@ -172,14 +172,15 @@ TOKENIZER_PROBES = ["Think for at most 120 tokens.", "<think>\n12 + 34 = 46, so 
 def same_tokenizer(a: str, b: str) -> bool:
     """Whether two tokenizer settings ('qwen3', a tokenizer.json, a model directory) count alike: the same file, or
     the same token counts on `TOKENIZER_PROBES`. A file not at hand yet (a profile's model to fill in) is trusted."""
+    from bard_core.scoring.tokens import QWEN3_SPEC, tokenizer_file
     from bard_core.tokenizers import cached_tokenizer
 
     def resolved(spec: str) -> str:
-        return os.path.abspath(os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec)
+        return os.path.abspath(tokenizer_file(spec))
 
-    if a == b or (a != "qwen3" and b != "qwen3" and resolved(a) == resolved(b)):
+    if a == b or (QWEN3_SPEC not in (a, b) and resolved(a) == resolved(b)):
         return True
-    if any(spec != "qwen3" and not os.path.isfile(resolved(spec)) for spec in (a, b)):
+    if any(spec != QWEN3_SPEC and not os.path.isfile(resolved(spec)) for spec in (a, b)):
         return True
     try:
         return cached_tokenizer(a).count(TOKENIZER_PROBES) == cached_tokenizer(b).count(TOKENIZER_PROBES)

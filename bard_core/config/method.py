@@ -35,6 +35,10 @@ class BudgetConfig(Section):
             raise ValueError("`template` must contain {budget}")
         return self
 
+    def keyed(self) -> dict:
+        """What artifact keys record of the budget: all of it but `tokenizer_mismatch_reason`, which changes no row."""
+        return self.model_dump(mode="json", exclude={"tokenizer_mismatch_reason"})
+
 
 class BudgetSamplingConfig(Section):
     """Which budgets data and RL use (bard_core.budget.sample_budgets). Draws are seeded per row uid."""

@@ -100,11 +100,16 @@ def qwen3_encoding():
     return tiktoken.Encoding("qwen3", pat_str=QWEN_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
 
 
+def tokenizer_file(spec: str) -> str:
+    """The tokenizer.json a setting other than "qwen3" names: the file itself, or the one in a model directory."""
+    return os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec
+
+
 def load_tokenizer(spec: str):
     """`"qwen3"` -> TiktokenCounter; a `tokenizer.json` path or a directory holding one -> HFCounter."""
     if spec == QWEN3_SPEC:
         return TiktokenCounter(qwen3_encoding(), name=QWEN3_SPEC)
-    path = os.path.join(spec, "tokenizer.json") if os.path.isdir(spec) else spec
+    path = tokenizer_file(spec)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"tokenizer {spec!r}: expected {QWEN3_SPEC!r}, a tokenizer.json file, or a directory holding one"
