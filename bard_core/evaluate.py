@@ -22,6 +22,7 @@ from bard_core.budget import Budget
 from bard_core.config import BardConfig, EvalModel
 from bard_core.generation import Completion, GenerationBackend, GenerationRequest, SamplingParams
 from bard_core.prompts import chat
+from bard_core.scoring.thinking import prompt_opens_thinking
 from bard_core.scoring.verify import choice_letter, grade
 from bard_core.teacher import derived_seed
 
@@ -126,6 +127,8 @@ def _truncated(keys, backend: GenerationBackend, config: BardConfig, model: Eval
                                               add_generation_prompt=True)  # fmt: skip
         params = SamplingParams(temperature=config.eval.temperature, top_p=config.eval.top_p,
                                 max_tokens=config.eval.answer_tokens, n=1, seed=thought.seed)  # fmt: skip
+        if prompt_opens_thinking(prompt, config.budget) and prefix.startswith(config.budget.think_open):
+            prompt = prompt[: prompt.rfind(config.budget.think_open)]  # the backend wrote the prompt's opening back
         follow_ups.append(GenerationRequest(uid=f"{thought.uid}/{thought.sample_idx}", prompt=prompt + prefix, sampling=params))
         prefixes.append(prefix)
     answers = iter(backend.generate(follow_ups)) if follow_ups else iter(())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bard_core.budget import count_budget_tokens, count_budget_tokens_from_ids
 from bard_core.scoring.reward import RewardParts, as_budget, score_completion
 from bard_core.scoring.thinking import parse_budget, prompt_opens_thinking
+from bard_core.student import template_opens_thinking
 
 if TYPE_CHECKING:
     from bard_core.config import BardConfig
@@ -86,6 +87,8 @@ def trl_reward_func(config: BardConfig, tokenizer=None):
         i for i in (getattr(tokenizer, "eos_token_id", None), getattr(tokenizer, "pad_token_id", None)) if i is not None
     )
     ids_exact = open_id is not None and close_id is not None
+    # TRL passes conversational prompts as messages: whether they open the thinking is the template's to say.
+    template_opens = template_opens_thinking(tokenizer, config.budget)
 
     def reward(prompts, completions, completion_ids=None, answer=None, budget=None, choices=None, **kwargs):
         if answer is None:
@@ -95,7 +98,7 @@ def trl_reward_func(config: BardConfig, tokenizer=None):
         budgets = [
             b if b is not None else parse_budget(p, config.budget) for b, p in zip(budgets, prompts, strict=True)
         ]
-        opened = [prompt_opens_thinking(p, config.budget) for p in prompts]
+        opened = [prompt_opens_thinking(p, config.budget) if isinstance(p, str) else template_opens for p in prompts]
         if completion_ids is not None:
             texts = [counter.decode(ids) for ids in completion_ids]
             if ids_exact:

@@ -1,5 +1,14 @@
 """The student: a local Hugging Face model directory, or a Qwen3-architecture model built from config,
 with its tokenizer and a ChatML chat template that keeps `<think>` blocks in assistant turns.
+
+What a real chat checkpoint needs before SFT, all decided here by looking at its tokenizer and template:
+- think tags that are several tokens of its vocabulary (SmolLM2: `<`, `think`, `>`) become one added token each,
+  and the embeddings grow to match (`load_model`), so a tag is one token in SFT, in GRPO's id count and in
+  eval's and inference's cap, as in Qwen3;
+- the token its template ends an assistant turn with (`<|im_end|>`) is the EOS generation stops at, even where
+  the checkpoint's own EOS is another (a base model's `<|endoftext|>`);
+- a template whose generation prompt opens the thinking itself (DeepSeek-R1-Distill) must not get a second
+  opening tag from the row (`check_chat_template`).
 """
 
 from __future__ import annotations
@@ -8,6 +17,7 @@ from pathlib import Path
 
 from bard_core.config import BudgetConfig, StudentConfig
 from bard_core.errors import BardError
+from bard_core.scoring.thinking import prompt_opens_thinking
 
 # ChatML, as Qwen3's, without its tool and thinking-toggle branches: assistant content is kept verbatim,
 # `<think>...</think>` included, so a trained completion is exactly what the model learns to write.
@@ -17,8 +27,26 @@ CHAT_TEMPLATE = (
 )
 
 
-def load_tokenizer(cfg: StudentConfig):
-    """A fast transformers tokenizer: the model directory's own, the Qwen3 vocabulary, or a tokenizer.json."""
+def load_tokenizer(cfg: StudentConfig, budget: BudgetConfig | None = None):
+    """A fast transformers tokenizer: the model directory's own, the Qwen3 vocabulary, or a tokenizer.json; its think
+    tags one token each and its EOS the template's end of turn (see the module's note). `budget` names the tags."""
+    tokenizer = _base_tokenizer(cfg)
+    tags = budget or BudgetConfig()
+    missing = [t for t in (tags.think_open, tags.think_close) if len(_ids(tokenizer, t)) != 1]
+    if missing:
+        from tokenizers import AddedToken
+
+        # Not special: decoding with skip_special_tokens (the hf backend, TRL) must keep the tags in the text.
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in missing])
+    turn_end = end_of_turn(tokenizer)
+    if turn_end is not None and turn_end != tokenizer.eos_token:
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token  # the checkpoint's EOS pads; it no longer ends a turn
+        tokenizer.eos_token = turn_end
+    return tokenizer
+
+
+def _base_tokenizer(cfg: StudentConfig):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if cfg.tokenizer is None and cfg.model is not None:
@@ -47,6 +75,38 @@ def load_tokenizer(cfg: StudentConfig):
     return tokenizer
 
 
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def end_of_turn(tokenizer) -> str | None:
+    """The token the chat template closes an assistant turn with (`<|im_end|>` for ChatML), read by rendering one
+    turn: the first token after its content, when that is one of the tokenizer's special or added tokens. None
+    without a template, or when the template writes no such token there."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    mark = "bard-end-of-turn-probe"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "?"}, {"role": "assistant", "content": mark}], tokenize=False
+    )
+    after = text[text.rfind(mark) + len(mark) :].lstrip()
+    ids = _ids(tokenizer, after) if after else []
+    if not ids or ids[0] not in tokenizer.added_tokens_decoder:
+        return None
+    return tokenizer.convert_ids_to_tokens(ids[0])
+
+
+def template_opens_thinking(tokenizer, budget: BudgetConfig, **template_kwargs) -> bool:
+    """Whether the chat template's generation prompt ends inside an opened thinking block (DeepSeek-R1-Distill's
+    and Qwen3-Thinking's end with `<think>\\n`): the model's completion then starts inside its thinking."""
+    if not getattr(tokenizer, "chat_template", None):
+        return False
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "?"}], tokenize=False, add_generation_prompt=True, **template_kwargs
+    )
+    return prompt_opens_thinking(prompt, budget)
+
+
 def check_chat_template(tokenizer, row: dict, budget: BudgetConfig, model: str) -> None:
     """Render one SFT row (prompt + completion turns) through the chat template and stop if the completion's
     thinking is not in the text. Some templates (DeepSeek-R1-Distill's) cut everything before `</think>` from
@@ -57,14 +117,26 @@ def check_chat_template(tokenizer, row: dict, budget: BudgetConfig, model: str) 
     thinking = content.split(budget.think_close)[0].replace(budget.think_open, "").strip()
     if not thinking:
         return
+    fix = ("Set `student.chat_template` to a template that keeps assistant content as it is (for example bard's "
+           "ChatML, bard_core.student.CHAT_TEMPLATE)")
     text = tokenizer.apply_chat_template(list(row["prompt"]) + list(row["completion"]), tokenize=False)
     if thinking not in text:
         raise BardError(
             f"student {model}: its chat template drops the thinking ({budget.think_open}...{budget.think_close}) "
-            f"from assistant turns, so SFT would train on answers without their reasoning. Set "
-            f"`student.chat_template` to a template that keeps assistant content as it is (for example bard's "
-            f"ChatML, bard_core.student.CHAT_TEMPLATE)"
+            f"from assistant turns, so SFT would train on answers without their reasoning. {fix}"
         )
+    # SFT trains on what follows the generation prompt (TRL cuts the rendered row where the prompt alone ends). A
+    # template that opens the thinking in its generation prompt and again writes the row's own opening tag would
+    # teach a second `<think>`, which the model would then write after the one its prompt gives it.
+    prompt = tokenizer.apply_chat_template(list(row["prompt"]), tokenize=False, add_generation_prompt=True)
+    if prompt_opens_thinking(prompt, budget) and text.startswith(prompt):
+        trained = text[len(prompt) :]
+        if trained[: trained.find(thinking)].count(budget.think_open):
+            raise BardError(
+                f"student {model}: its chat template opens the thinking in the generation prompt and writes the "
+                f"row's own {budget.think_open} again, so SFT would teach the model a second {budget.think_open} "
+                f"after the one its prompt gives it. {fix}"
+            )
 
 
 def load_model(cfg: StudentConfig, tokenizer, dtype=None):
@@ -73,7 +145,17 @@ def load_model(cfg: StudentConfig, tokenizer, dtype=None):
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     if cfg.model is not None:
-        return AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # think tags added by load_tokenizer
+            model.resize_token_embeddings(len(tokenizer))
+        # Generation (the hf backend, TRL's GRPO rollouts, eval) stops at the tokenizer's EOS, the template's end of
+        # turn, and at whatever the checkpoint stopped at before.
+        old = model.generation_config.eos_token_id
+        old = [] if old is None else [old] if isinstance(old, int) else list(old)
+        eos = [tokenizer.eos_token_id] + [i for i in old if i != tokenizer.eos_token_id]
+        model.generation_config.eos_token_id = eos if len(eos) > 1 else eos[0]
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        return model
     arch = cfg.architecture
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(

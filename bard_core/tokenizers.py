@@ -94,7 +94,10 @@ def qwen3_tokenizers():
         ]
     )
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in QWEN3_SPECIAL_TOKENS])
+    # As in Qwen3's tokenizer.json, the think and tool tags are not special: decoding with skip_special_tokens (the
+    # hf backend, TRL) keeps them in the text, where the thinking is read from.
+    plain = {"<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"}
+    tok.add_tokens([AddedToken(t, normalized=False, special=t not in plain) for t in QWEN3_SPECIAL_TOKENS])
     return tok
 
 

@@ -4,6 +4,7 @@ message (never a traceback) and exit 1."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ console = Console()
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML profile (default: configs/demo.yaml).")
 SetOpt = typer.Option([], "--set", help="Override a config value: key=value (YAML), repeatable.")
 HomeOpt = typer.Option(None, "--home", help="Artifact home (default: BARD_HOME or ./.bard).")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Also show Prefect's log lines and what the Ray workers print "
+                          "(library progress bars, warnings); without it they go to the logs only: <home>/logs/<stage>-<key>.log.")
 
 
 def _load(config: Optional[Path], overrides: list[str], home: Optional[str]) -> BardConfig:
@@ -39,7 +42,7 @@ def _load(config: Optional[Path], overrides: list[str], home: Optional[str]) -> 
 
 
 def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[str], refresh: list[str],
-         dry_run: bool) -> None:
+         dry_run: bool, verbose: bool = False) -> None:
     """Show the plan (each stage's key and whether it is finished), then run the pipeline flow on it.
     `source` is the profile and overrides `cfg` was loaded from: the flow loads them again, as a served run does."""
     from flows.stages import refreshed
@@ -82,6 +85,7 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
         console.print(f"[green]All {len(steps)} stage(s) cached: nothing to run.[/] Artifacts under {store.root}")
         return
 
+    _terminal_output(verbose)  # before Prefect is imported
     from flows.pipeline import pipeline_flow
     from flows.prefect_api import ensure_prefect_api
 
@@ -97,8 +101,57 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
         done.add_row(name, manifest.key, str(manifest.rows()), manifest.path)
     console.print(done)
     console.print(f"[green]Done in {time.perf_counter() - started:.1f}s.[/] Query with: bard query \"select ...\"")
-    if "report" in manifests:
-        console.print(f"The report: {manifests['report'].stats['report']}")
+    if "eval" in manifests:
+        _print_headline(manifests["eval"])
+    if "report" in manifests:  # one line, however long: a reader copies the path
+        console.print(f"The report: {manifests['report'].stats['report']}", soft_wrap=True, highlight=False)
+
+
+def _terminal_output(verbose: bool) -> None:
+    """What a run shows: bard's own lines (each stage's start and end, its progress, where its library output
+    went), not Prefect's INFO lines nor what the Ray workers print (both still reach the logs: Prefect's in its UI,
+    the workers' in each stage's log file); with --verbose, everything as it comes. Called before Prefect is
+    imported, which reads its logging settings then."""
+    from tasks.ray_runtime import show_worker_output
+
+    show_worker_output(verbose)
+    if verbose:
+        return
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # warnings and errors still show
+    bard = logging.getLogger("bard")
+    if not any(isinstance(h, _BardLines) for h in bard.handlers):
+        bard.addHandler(_BardLines())
+
+
+class _BardLines(logging.Handler):
+    """bard's INFO lines, as they are, on this CLI's console (a progress bar on it stays below them). Warnings and
+    errors are left to Prefect's console handler, which prints them on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            console.print(record.getMessage(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_headline(manifest) -> None:
+    """The run's figures, from its eval artifact (the report has them all, with intervals): per benchmark and
+    model, Spearman's ρ of thinking length with the budget, pass@1 at the smallest and at the best budget, and the
+    highest over-budget rate."""
+    import duckdb
+
+    metrics = duckdb.sql(f"select * from read_parquet({manifest.files('eval_metrics')!r})").to_arrow_table().to_pylist()
+    table = Table("benchmark", "model", "ρ(length, budget)", "pass@1 at smallest budget", "best pass@1", "L > B, worst",
+                  title="Headline figures")  # fmt: skip
+    for c in sorted(manifest.stats["correlation"], key=lambda c: (c["benchmark"], c["model"], c["mode"])):
+        rows = sorted((m for m in metrics if (m["benchmark"], m["model"], m["mode"]) == (c["benchmark"], c["model"], c["mode"])),
+                      key=lambda m: m["budget"])  # fmt: skip
+        if not rows:
+            continue
+        best = max(rows, key=lambda m: m["pass1_mean"])
+        table.add_row(c["benchmark"], c["model"] if c["mode"] == "budget" else f"{c['model']} ({c['mode']})",
+                      "—" if c["spearman"] is None else f"{c['spearman']:.3f}",
+                      f"{rows[0]['pass1_mean']:.3f} (B = {rows[0]['budget']})", f"{best['pass1_mean']:.3f} (B = {best['budget']})",
+                      f"{max(m['over_budget'] for m in rows):.1%}")  # fmt: skip
+    console.print(table)
 
 
 def _print_engines(steps: list) -> None:
@@ -138,6 +191,7 @@ def run(
     home: Optional[str] = HomeOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show each stage's key, whether it is cached, its engines "
                                  "and GPUs, and the cluster jobs' commands; run nothing."),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Run the pipeline (with no options: the CPU demo). Finished artifacts are reused."""
     from flows import stages as registry
@@ -146,7 +200,7 @@ def run(
     names, stopped = registry.resolve(cfg, stages, start)
     if stopped:
         console.print(f"[yellow]{stopped}[/]")
-    _run(cfg, (config, overrides), names, refresh, dry_run)
+    _run(cfg, (config, overrides), names, refresh, dry_run, verbose)
 
 
 @app.command()
@@ -157,13 +211,14 @@ def stage(
     overrides: list[str] = SetOpt,
     home: Optional[str] = HomeOpt,
     dry_run: bool = typer.Option(False, "--dry-run"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Run one stage; its inputs are taken from the store."""
     from flows import stages as registry
 
     cfg = _load(config, overrides, home)
     names = registry.select(name)
-    _run(cfg, (config, overrides), names, names if refresh else [], dry_run)
+    _run(cfg, (config, overrides), names, names if refresh else [], dry_run, verbose)
 
 
 @config_app.command("show")

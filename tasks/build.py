@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from bard_core.config import BardConfig
 from storage.artifacts import ArtifactStore, Manifest
 from storage.lock import artifact_lock
+from tasks.ray_runtime import send_worker_output_to
 
 if TYPE_CHECKING:
     from tasks.graph import Step
@@ -48,8 +50,17 @@ def build_artifact(
             log.info("%s: cached artifact %s (%d rows)", step.label, key, manifest.rows())
         else:
             path = store.begin(stage, key, step.key_config, inputs)
-            tables, stats = make(path)
+            # what the Ray workers print (library progress bars, warnings) goes here, not to the terminal
+            output = store.home / "logs" / f"{stage}-{key}.log"
+            send_worker_output_to(output)
+            log.info("%s: running (library output: %s)", step.label, output)
+            started = time.perf_counter()
+            try:
+                tables, stats = make(path)
+            except BaseException:
+                log.info("%s: stopped after %.1f s; library output: %s", step.label, time.perf_counter() - started, output)
+                raise
             manifest = store.finish(stage, key, step.stage.version, inputs, tables, stats, flow_run_id)
             shutil.rmtree(path / "_parts", ignore_errors=True)
-            log.info("%s: %d rows -> %s", step.label, manifest.rows(), path)
+            log.info("%s: %d rows in %.1f s -> %s", step.label, manifest.rows(), time.perf_counter() - started, path)
     return manifest

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,6 +15,63 @@ from bard_core.errors import BardError
 from bard_core.watchdog import when_this_process_ends
 
 log = logging.getLogger("bard")
+
+# What Ray's workers print (their stdout and stderr: datasets' and TRL's progress bars, warnings, library logging) is
+# forwarded to this process and appended to the log file of the stage that runs (`send_worker_output_to`), not
+# shown on the terminal, unless `show_worker_output(True)` (`bard run --verbose`).
+_worker_output: dict = {"verbose": False, "log": None}
+PROGRESS_LINE_S = 10.0  # without a terminal (a log file, a pipe): a progress line at most this often, never a bar
+
+
+def show_worker_output(verbose: bool) -> None:
+    """Print the workers' output on the terminal as Ray does (prefixed with their pid), instead of the stage logs.
+    Takes effect when this process starts or attaches to Ray."""
+    _worker_output["verbose"] = verbose
+
+
+def send_worker_output_to(path: Path) -> None:
+    """Append what the workers print from now on to `path`. Ray forwards their lines a moment late: what arrives
+    after a stage ends still goes to its file, until the next stage calls this."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()  # there, even when the workers print nothing
+    _worker_output["log"] = path
+
+
+def _stage_log_dispatcher():
+    """Ray's dispatcher of the workers' forwarded output in this process (Ray's own handler prints it), or None where
+    this Ray has none: there is no public way to route it, and without one the output stays in Ray's session logs."""
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher
+    except ImportError:
+        return None
+    return global_worker_stdstream_dispatcher if hasattr(global_worker_stdstream_dispatcher, "add_handler") else None
+
+
+def _init_ray(**options: Any):
+    """ray.init, with the workers' output forwarded to the terminal (--verbose), to the stage logs, or nowhere (kept
+    in Ray's session logs under /tmp/ray) where this Ray cannot route it."""
+    import ray
+
+    dispatcher = None if _worker_output["verbose"] else _stage_log_dispatcher()
+    context = ray.init(**options, configure_logging=False,
+                       log_to_driver=_worker_output["verbose"] or dispatcher is not None)  # fmt: skip
+    if dispatcher is not None:
+        dispatcher.remove_handler("ray_print_logs")
+        dispatcher.add_handler("bard_stage_log", _to_stage_log)
+    return context
+
+
+def _to_stage_log(data: dict) -> None:
+    """Ray's batch of lines from one worker: appended to the current stage's log, each prefixed as Ray does on a
+    terminal. Before any stage has run (a test driving Ray directly) they are dropped, as is the autoscaler's status
+    every few seconds (Ray prints neither): Ray's session logs keep them."""
+    path = _worker_output["log"]
+    if path is None or data.get("pid") == "autoscaler":
+        return
+    name = data.get("actor_name") or data.get("task_name")
+    who = "(raylet)" if data.get("pid") == "raylet" else f"({name + ' ' if name else ''}pid={data.get('pid')})"
+    with open(path, "a", encoding="utf-8", errors="replace") as file:
+        file.writelines(f"{who} {line}\n" for line in data.get("lines", []))
 
 
 def ensure_ray(config: RayConfig) -> None:
@@ -31,7 +89,7 @@ def ensure_ray(config: RayConfig) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        _init_ray(address=address, include_dashboard=False)
     except ConnectionError as err:
         # Ray's AuthenticationError reaches us as text only, inside the error that ray.init's one is raised from
         if "Authentication token is missing or incorrect" in str(err.__cause__):
@@ -73,8 +131,7 @@ def _start_local_ray(num_cpus: int | None) -> None:
         # Ray would then suggest RAY_AUTH_MODE=disabled "to opt out", which bard does not offer for its local Ray
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         # "local": never attach by surprise to another Ray running on this machine (ray.init's own default does)
-        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False,
-                           log_to_driver=True)  # fmt: skip
+        context = _init_ray(address="local", num_cpus=num_cpus, include_dashboard=False)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -110,11 +167,55 @@ for _ in range(3):
 
 
 def progress_bar():
-    """The terminal progress bar of long work (shards, chunks, training steps): done of total, with an ETA."""
+    """The progress of long work (shards, chunks, training steps): done of total, with an ETA. On a terminal, a bar
+    that disappears when done; otherwise (a log file, a pipe) plain lines, at most one every PROGRESS_LINE_S."""
+    from rich import get_console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if not get_console().is_terminal:
+        return ProgressLines()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     return Progress(*columns, transient=True)
+
+
+class ProgressLines:
+    """`progress_bar` without a terminal: the calls of rich's Progress that bard makes, printed as lines such as
+    "sft steps: 120/784, about 0:05:10 left" (no carriage returns), the time left measured on this run's work."""
+
+    def __init__(self, interval_s: float = PROGRESS_LINE_S):
+        self.interval_s, self.tasks = interval_s, []
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0) -> int:
+        now = time.monotonic()
+        self.tasks.append({"description": description, "total": total, "completed": completed, "since": (now, completed),
+                           "shown": now})  # fmt: skip
+        return len(self.tasks) - 1
+
+    def reset(self, task: int, total: float | None = None, completed: float = 0) -> None:
+        self.tasks[task].update(total=total, completed=completed, since=(time.monotonic(), completed))
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, completed=self.tasks[task]["completed"] + advance)
+
+    def update(self, task: int, completed: float | None = None, total: float | None = None) -> None:
+        t, now = self.tasks[task], time.monotonic()
+        t["completed"] = t["completed"] if completed is None else completed
+        t["total"] = t["total"] if total is None else total
+        if now - t["shown"] < self.interval_s:
+            return
+        t["shown"] = now
+        line = f"{t['description']}: {t['completed']:g}/{t['total']:g}" if t["total"] else f"{t['description']}: {t['completed']:g}"
+        start, done_then = t["since"]
+        if t["total"] and t["completed"] > done_then:
+            left = (t["total"] - t["completed"]) * (now - start) / (t["completed"] - done_then)
+            line += f", about {time.strftime('%H:%M:%S', time.gmtime(left))} left"
+        print(line, flush=True)
 
 
 def run_shards(fn: Callable[..., Any], specs: Sequence[Any], *args: Any, label: str,

@@ -23,7 +23,10 @@ def key_config(config: BardConfig) -> dict:
     found = {
         # chat_template is keyed only when set, so profiles without one keep their keys
         "student": config.student.model_dump(mode="json", exclude=set() if config.student.chat_template else {"chat_template"}),
-        "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())),
+        # group_by_length (it reorders the rows) and lora likewise: keyed only when on
+        "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())
+                                     | (set() if config.sft.group_by_length else {"group_by_length"})
+                                     | (set() if config.sft.lora else {"lora"})),
         "tokenizer": tokenizers.fingerprint(config.student.tokenizer or config.student.model),
     }
     if config.student.model:  # a base model's weights replaced in place must not pass for the cached ones

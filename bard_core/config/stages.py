@@ -227,6 +227,18 @@ class OpenRLHFSFTConfig(Section):
     extra_args: list[str] = Field([], description="more train_sft flags, appended as given (OpenRLHF 0.11 names)")
 
 
+class LoRAConfig(Section):
+    """`sft.lora`: train low-rank adapters (peft) instead of every weight, then merge them into the saved model,
+    so GRPO and the evaluation load a plain model directory. On CPU it makes a pretrained student practical."""
+
+    r: int = Field(16, ge=1, description="rank of each adapter")
+    alpha: int = Field(32, ge=1, description="adapter scale: updates are multiplied by alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: str | list[str] = Field(
+        "all-linear", description="peft's target_modules: 'all-linear' or module names such as [q_proj, v_proj]"
+    )
+
+
 class SFTConfig(Section):
     """Stage `sft`: supervised fine-tuning on `sft_dataset` (train split), loss on completions only."""
 
@@ -254,11 +266,24 @@ class SFTConfig(Section):
     gradient_checkpointing: bool = Field(
         False, description="trl: recompute activations in the backward pass (memory for time; TRL's own default is on)"
     )
+    group_by_length: bool = Field(
+        False, description="trl: batch rows of similar length together: less padding, so faster steps, but another "
+        "data order (on CPU TRL's padding_free was slower: attention over the whole flattened batch)",
+    )  # fmt: skip
     kinds: list[Literal["budget", "standard"]] = Field(
         ["budget", "standard"], min_length=1,
         description="which rows of sft_dataset are trained on; [standard] makes the standard (unbudgeted) distilled model",
     )  # fmt: skip
+    lora: LoRAConfig | None = Field(
+        None, description="trl: train LoRA adapters (merged into the saved model) instead of every weight; None: full"
+    )
     openrlhf: OpenRLHFSFTConfig = OpenRLHFSFTConfig()
+
+    @model_validator(mode="after")
+    def _lora_on_trl(self) -> "SFTConfig":
+        if self.lora is not None and self.backend != "trl":
+            raise ValueError("lora: the trl backend's option; for openrlhf give --lora_rank in openrlhf.extra_args")
+        return self
 
 
 class OpenRLHFGRPOConfig(Section):

@@ -9,14 +9,25 @@ streams. Greedy decoding (temperature 0) is reproducible the same way.
 
 Sampling uses exactly `SamplingParams` (temperature, top_p): the model's own generation defaults
 (Qwen3 ships top_k=20, some models a repetition penalty) are not applied, as on the other backends.
+
+Generation stops at the model's EOS and at the token its chat template ends a turn with (`<|im_end|>`), which
+a base checkpoint's EOS (`<|endoftext|>`) is not. When the chat template's generation prompt opens the thinking
+itself (DeepSeek-R1-Distill's ends with `<think>\\n`), that opening is written back in front of the completion's
+text, as the openai backend writes returned reasoning back: every completion reads as the model's whole turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+from bard_core.config import BudgetConfig
 from bard_core.config.generation import HFBackendConfig, SamplingParams
 from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples
+from bard_core.student import end_of_turn
+
+# The opening think tag the backends write back (bard's default `budget.think_open`, DeepSeek-R1's own).
+THINK_OPEN = BudgetConfig().think_open
 
 
 class HFBackend:
@@ -41,6 +52,9 @@ class HFBackend:
         if eos is None:
             raise ValueError(f"{config.model}: neither the model nor the tokenizer names an EOS token")
         self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        turn_end = end_of_turn(self.tokenizer)
+        if turn_end is not None and self.tokenizer.convert_tokens_to_ids(turn_end) not in self.eos_ids:
+            self.eos_ids.append(self.tokenizer.convert_tokens_to_ids(turn_end))
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.eos_ids[0]
         # Replace the model's generation defaults: only our SamplingParams decide how tokens are drawn.
@@ -49,18 +63,25 @@ class HFBackend:
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         """The token ids the model sees: the chat template applied to `messages`, or the raw `prompt`
         tokenized with the tokenizer's special tokens (as vLLM and OpenAI-compatible servers do)."""
-        if request.messages is not None:
-            text = self.tokenizer.apply_chat_template(
-                request.messages, tokenize=False, add_generation_prompt=True, **self.config.chat_template_kwargs
-            )
-            # The template already wrote the special tokens (BOS, role markers).
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self.tokenizer(request.prompt)["input_ids"]
+        return self._prompt(request)[0]
+
+    def _prompt(self, request: GenerationRequest) -> tuple[list[int], str]:
+        """The prompt's ids, and the opening of the thinking its chat template wrote at its end ("" if none)."""
+        if request.messages is None:
+            return self.tokenizer(request.prompt)["input_ids"], ""  # the caller's text: it carries its own context
+        text = self.tokenizer.apply_chat_template(
+            request.messages, tokenize=False, add_generation_prompt=True, **self.config.chat_template_kwargs
+        )
+        start = text.rfind(THINK_OPEN)
+        opened = text[start:] if start >= 0 and text[start:].strip() == THINK_OPEN else ""
+        # The template already wrote the special tokens (BOS, role markers).
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"], opened
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         samples = expand_samples(requests)
-        request_ids = [self.prompt_ids(r) for r in requests]
-        prompts = [ids for r, ids in zip(requests, request_ids) for _ in range(r.sampling.n)]  # one per sample
+        rendered = [self._prompt(r) for r in requests]
+        prompts = [ids for r, (ids, _) in zip(requests, rendered) for _ in range(r.sampling.n)]  # one per sample
+        openings = [opened for r, (_, opened) in zip(requests, rendered) for _ in range(r.sampling.n)]
         # Batch samples of similar max_tokens and prompt length together: less padding, fewer wasted steps.
         # Per-sample generators make the grouping invisible in the results.
         order = sorted(range(len(samples)), key=lambda k: (samples[k][0].sampling.max_tokens, len(prompts[k])))
@@ -69,7 +90,7 @@ class HFBackend:
             batch = order[start : start + self.config.batch_size]
             completions = self._generate_batch([samples[k] for k in batch], [prompts[k] for k in batch])
             for k, completion in zip(batch, completions):
-                results[k] = completion
+                results[k] = replace(completion, text=openings[k] + completion.text) if openings[k] else completion
         return results  # type: ignore[return-value]
 
     def _generate_batch(

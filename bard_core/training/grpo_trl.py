@@ -58,7 +58,7 @@ class TRLGRPORecipe:
             num_generations=cfg.num_generations, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
             max_completion_length=limit, temperature=cfg.temperature, loss_type=cfg.loss_type,
             max_steps=cfg.max_steps, save_strategy="steps", save_steps=cfg.save_steps, logging_steps=cfg.logging_steps,
-            seed=cfg.seed, report_to=cfg.report_to, gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+            seed=cfg.seed, report_to=cfg.report_to, activation_checkpointing=cfg.gradient_checkpointing, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
             **stopping,
         )  # fmt: skip
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")  # transformers 5 reads it from here

@@ -15,9 +15,20 @@ import os
 from pathlib import Path
 
 from bard_core.config import BardConfig
+from bard_core.config.stages import LoRAConfig
 from bard_core.errors import BardError
 from bard_core.student import check_chat_template, load_model, load_tokenizer
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
+
+
+def lora_config(cfg: LoRAConfig | None):
+    """peft's LoraConfig for `sft.lora`, or None (every weight is trained)."""
+    if cfg is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
+                      task_type="CAUSAL_LM")
 
 
 class TRLSFTRecipe:
@@ -49,18 +60,20 @@ class TRLSFTRecipe:
                 max_length=cfg.max_length, packing=cfg.packing, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
                 lr_scheduler_type=cfg.lr_scheduler, lr_scheduler_kwargs=cfg.lr_scheduler_kwargs, weight_decay=cfg.weight_decay, save_strategy="steps",
                 save_steps=cfg.save_steps, logging_steps=cfg.logging_steps, seed=cfg.seed, data_seed=cfg.seed,
-                report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, gradient_checkpointing=cfg.gradient_checkpointing,
+                report_to=cfg.report_to, completion_only_loss=True, dataset_num_proc=1, activation_checkpointing=cfg.gradient_checkpointing,
                 use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+                train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             )  # fmt: skip
         except ValueError as err:  # TRL's and transformers' own checks, e.g. an unknown lr_scheduler
             raise BardError(f"sft: the trainer refuses these settings: {err}") from None
-        self.tokenizer = load_tokenizer(self.config.student)
+        self.tokenizer = load_tokenizer(self.config.student, self.config.budget)
         student = self.config.student.model or "built from student.architecture"
         check_chat_template(self.tokenizer, data[0], self.config.budget, student)
         self.model = load_model(self.config.student, self.tokenizer)
         # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")
-        self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
+        self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer,
+                                  peft_config=lora_config(cfg.lora))
         self.trainer.add_callback(progress_callback(self.out))
 
     def train(self) -> None:
@@ -69,7 +82,10 @@ class TRLSFTRecipe:
 
     def save(self) -> dict:
         model_dir = self.out / "model"
-        self.trainer.save_model(str(model_dir))
+        if self.config.sft.lora is None:
+            self.trainer.save_model(str(model_dir))
+        else:  # the adapters merged in: GRPO and the evaluation load a plain model directory
+            self.trainer.model.merge_and_unload().save_pretrained(str(model_dir))
         self.tokenizer.save_pretrained(str(model_dir))
         history = self.trainer.state.log_history
         metrics = {

@@ -194,3 +194,32 @@ def assemble_files(config) -> list[str]:
     from storage.artifacts import ArtifactStore
 
     return ArtifactStore(config.home).manifest("assemble", graph.key("assemble", config)).files("sft_dataset")
+
+
+def test_sft_with_lora_trains_adapters_and_saves_them_merged(trained):
+    """`sft.lora`: only the adapters train (the base weights stay frozen), and the saved model is a plain model
+    directory with the adapters merged in, which GRPO and the evaluation load like any other."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bard_core.student import load_model
+    from bard_core.training.sft_trl import TRLSFTRecipe
+
+    config_path, manifest = trained
+    config = load_config(config_path, ["sft.lora={r: 4, alpha: 8}", "sft.max_steps=3", "sft.learning_rate=0.01"],
+                         home=str(Path(manifest.path).parents[2]))  # fmt: skip
+    recipe = TRLSFTRecipe(config, assemble_files(config), Path(manifest.path).parent / "lora-probe")
+    recipe.setup()
+    trainable = {n for n, p in recipe.trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    recipe.train()
+    recipe.save()
+    recipe.cleanup()
+    model_dir = Path(manifest.path).parent / "lora-probe" / "model"
+    assert not (model_dir / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(model_dir)
+    base = load_model(config.student, recipe.tokenizer)  # the same seeded initial weights
+    merged_weights, base_weights = merged.state_dict(), base.state_dict()
+    assert set(merged_weights) == set(base_weights)
+    changed = [n for n in base_weights if not torch.equal(merged_weights[n], base_weights[n])]
+    assert changed and all(n.endswith("proj.weight") for n in changed)  # the adapted linear layers, merged in
