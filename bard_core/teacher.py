@@ -16,7 +16,7 @@ from bard_core.budget import Budget
 from bard_core.config import BardConfig, TeacherConfig
 from bard_core.generation import GenerationBackend, GenerationRequest
 from bard_core.prompts import chat, fill
-from bard_core.scoring.thinking import split_thinking
+from bard_core.scoring.thinking import budget_span
 from bard_core.scoring.verify import grade
 
 
@@ -66,7 +66,8 @@ def sample(problems: Sequence[dict], backend: GenerationBackend, config: BardCon
                 "model": completion.model,
                 "prompt": user_turn(problem["question"], config.teacher),
                 "completion": completion.text,
-                "thinking": split_thinking(completion.text, config.budget).thinking,
+                # the chain compress rewrites: the thinking, or the whole reply when the budget counts it all
+                "thinking": budget_span(completion.text, config.budget),
                 "answer_pred": graded.answer_pred,
                 "correct": graded.correct,
                 "thinking_tokens": thinking_tokens,

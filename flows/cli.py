@@ -89,6 +89,8 @@ def _run(cfg: BardConfig, source: tuple[Optional[Path], list[str]], names: list[
     from flows.pipeline import pipeline_flow
     from flows.prefect_api import ensure_prefect_api
 
+    _no_traceback_for_bard_errors()
+
     for step in todo:
         step.stage.check(step.config)
     ensure_prefect_api(store.home / "logs")
@@ -121,6 +123,22 @@ def _terminal_output(verbose: bool) -> None:
     bard = logging.getLogger("bard")
     if not any(isinstance(h, _BardLines) for h in bard.handlers):
         bard.addHandler(_BardLines())
+
+
+class _DropBardErrors(logging.Filter):
+    """A record carrying a BardError (bad input, a config that cannot work) is said once, in one line, by main():
+    Prefect's console handler leaves out its traceback. Prefect's own logs (the UI) keep it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], BardError))
+
+
+def _no_traceback_for_bard_errors() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:  # where Prefect's logging config puts its console handler
+        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, _DropBardErrors) for f in handler.filters):
+            handler.addFilter(_DropBardErrors())
 
 
 class _BardLines(logging.Handler):

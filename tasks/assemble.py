@@ -19,6 +19,7 @@ from bard_core import assemble as stage
 from bard_core.budget import Budget, tier_sql
 from bard_core.compress import coverage
 from bard_core.config import BardConfig
+from bard_core.errors import BardError
 from storage.artifacts import ArtifactStore, Manifest, shard_name, write_table
 from tasks.build import StageRun
 
@@ -142,6 +143,13 @@ def _sft(con: duckdb.DuckDBPyConnection, config: BardConfig, path: Path) -> tupl
     )
     n_standard = con.execute("select count(*) from standard_keys").fetchone()[0]
     n_budget = con.execute("select count(*) from budget_keys").fetchone()[0]
+    if n_budget == 0:  # SFT would learn no budget: stop here, saying why
+        raise BardError(
+            "assemble: no accepted compression among the training problems: SFT would have no budget-aware rows. "
+            "See the compress stage's compress_stats (`bard query \"select * from compress_stats\"`) for the reject "
+            "reasons; a stronger compressor, more attempts (compress.attempts) or compress.above_length: true (budgets "
+            "at or above a chain's length keep it whole) give rows"
+        )
     f = cfg.standard_fraction
     # Keep every row of the scarcer kind; take whole problems of the other, in seeded order, up to the ratio.
     trim, limit = None, None

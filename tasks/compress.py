@@ -15,6 +15,7 @@ from bard_core import compress as stage
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
+from bard_core.model_import import check_local_model
 from storage.artifacts import ArtifactStore, Manifest, shard_paths, write_table
 from tasks.build import StageRun
 from tasks.generate import engines_line, plan_slices, run_generation
@@ -40,6 +41,8 @@ def key_config(config: BardConfig) -> dict:
 def check(config: BardConfig) -> None:
     if config.compress.generation is None:
         raise BardError("compress.generation is not set: name the compressor's engine (backend: hf, openai or vllm)")
+    if config.compress.generation.backend in ("hf", "vllm"):
+        check_local_model("compress.generation.model", config.compress.generation.model)
 
 
 def run(job: StageRun) -> tuple[dict[str, int], dict]:
@@ -50,6 +53,7 @@ def run(job: StageRun) -> tuple[dict[str, int], dict]:
     notes = [warning] if (warning := stage.thinking_warning(config)) else []
     for note in notes:
         log.warning(note)
+    stage.check_has_chains(samples.files("teacher_samples"), config)
     slices = plan_slices(samples.tables["teacher_samples"], samples.path, cfg.shard_rows)
     work = functools.partial(
         _compress, problem_files=tuple(problems.files("problems")), config=config,

@@ -24,7 +24,9 @@ log = logging.getLogger("bard")
 def key_config(config: BardConfig) -> dict:
     """What the key depends on: the stage's config and the bytes (or package versions) of its sources."""
     return {
-        "problems": config.problems.model_dump(mode="json"),
+        # a source's `options` are keyed only when given, so profiles without them keep their keys
+        "problems": {**config.problems.model_dump(mode="json"), "sources": [
+            s.model_dump(mode="json", exclude=set() if s.options else {"options"}) for s in config.problems.sources]},
         "fingerprints": [stage.fingerprint(s) for s in config.problems.sources],
     }
 

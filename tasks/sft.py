@@ -9,6 +9,7 @@ from bard_core import tokenizers
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
+from bard_core.model_import import check_local_model
 from storage.artifacts import Manifest
 from tasks.build import StageRun
 from tasks.ray_job import secret_env_values
@@ -36,6 +37,7 @@ def key_config(config: BardConfig) -> dict:
 
 def check(config: BardConfig) -> None:
     if config.student.model is not None and not Path(config.student.model).is_dir():
+        check_local_model("student.model", config.student.model)  # a path: says how to make one
         raise BardError(f"student.model: {config.student.model} is not a model directory")
     if config.sft.backend == "openrlhf":
         command(config, Path(config.home))  # settings OpenRLHF cannot take fail here, before any work

@@ -11,6 +11,7 @@ from bard_core import teacher as stage
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
+from bard_core.model_import import check_local_model
 from storage.artifacts import Manifest, shard_paths, write_table
 from tasks.build import StageRun
 from tasks.generate import engines_line, plan_slices, run_generation
@@ -37,6 +38,8 @@ def key_config(config: BardConfig) -> dict:
 def check(config: BardConfig) -> None:
     if config.teacher.generation is None:
         raise BardError("teacher.generation is not set: name the teacher's engine (backend: hf, openai or vllm)")
+    if config.teacher.generation.backend in ("hf", "vllm"):
+        check_local_model("teacher.generation.model", config.teacher.generation.model)
 
 
 def run(job: StageRun) -> tuple[dict[str, int], dict]:

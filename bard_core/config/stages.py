@@ -25,6 +25,10 @@ class ProblemSource(Section):
     limit: int | None = Field(None, ge=1, description="keep a seeded random sample of this many rows")
     seed: int = 0
     size: int = Field(100, ge=1, description="reasoning_gym and arithmetic (the demo domain): how many problems to generate")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="reasoning_gym only: the dataset's own settings, e.g. {min_terms: 2, "
+        "max_terms: 2, max_digits: 1} for chain_sum (see its config class)",
+    )  # fmt: skip
     hf_split: str = Field("train", description="hf only: which split of the dataset to read")
 
     @model_validator(mode="after")
@@ -36,6 +40,8 @@ class ProblemSource(Section):
             raise ValueError(f"a '{self.kind}' source needs `name`")
         if self.kind == "hf" and not (self.name or self.path):
             raise ValueError("an 'hf' source needs `name` (a cached dataset) or `path` (a saved dataset)")
+        if self.options and self.kind != "reasoning_gym":
+            raise ValueError(f"`options` are reasoning_gym settings; a '{self.kind}' source takes none")
         unknown = set(self.fields) - {"uid", "question", "answer", "choices"}
         if unknown:
             raise ValueError(f"`fields` maps contract fields uid/question/answer/choices, not {sorted(unknown)}")

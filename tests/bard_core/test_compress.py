@@ -245,3 +245,34 @@ def test_above_length_keeps_a_chain_that_fits_its_budget_whole_and_judges_it():
     # judged like any rewrite: a chain whose thinking never closed is rejected for its format
     broken = {**whole, "completion": whole["completion"].replace("</think>", "")}
     assert {r["budget"]: r for r in compress([broken], {"p1": PROBLEM}, backend, cfg)}[80]["reject_reason"] == "format"
+
+
+def test_an_untagged_rewrite_is_the_whole_reply_when_the_budget_counts_the_completion():
+    """A model without think tags (an instruct model, `budget.count: completion`): its rewrite is judged whole,
+    with no <think> format to keep; the same reply is a format error when the budget counts thinking."""
+
+    class Untagged:
+        def generate(self, requests):
+            return [Completion(r.uid, 0, "3+4+5 = 12. \\boxed{12}", 10, 12, "stop", 0, "m") for r in requests]
+
+    counted = config().model_copy(update={"budget": BudgetConfig(count="completion")})
+    rows = compress([chain(tokens=100)], {"p1": PROBLEM}, Untagged(), counted)
+    assert [r["accepted"] for r in rows] == [True, True, True] and rows[0]["answer_pred"] == "12"
+    tagged = compress([chain(tokens=100)], {"p1": PROBLEM}, Untagged(), config())
+    assert {r["reject_reason"] for r in tagged} == {"format"}
+
+
+def test_no_chain_to_compress_stops_before_any_engine_saying_what_to_change(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from bard_core.compress import check_has_chains
+    from bard_core.errors import BardError
+
+    path = tmp_path / "teacher.parquet"
+    rows = [{**chain(f"p1/s{i}", correct=False), "truncated": False} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(BardError, match="0 of 3 teacher samples have a verified answer.*teacher.sampling.n"):
+        check_has_chains([str(path)], config())
+    check_has_chains([str(path)], config(only_correct=False))  # unverified chains are asked for: no error

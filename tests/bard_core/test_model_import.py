@@ -49,3 +49,12 @@ def test_what_is_not_a_gguf_model_is_one_clear_error(tmp_path):
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     said = " ".join(missing.stderr.split())  # the terminal wraps the message
     assert missing.returncode == 1 and "no such GGUF file" in said and "Traceback" not in said
+
+
+def test_a_model_path_that_is_not_a_directory_says_how_to_import_one(tmp_path):
+    from bard_core.model_import import check_local_model
+
+    with pytest.raises(BardError, match=r"teacher.generation.model: ./models/none is not a model directory.*bard models import"):
+        check_local_model("teacher.generation.model", "./models/none")
+    check_local_model("teacher.generation.model", "Qwen/Qwen3-0.6B")  # a Hub id: the engine looks it up
+    check_local_model("teacher.generation.model", str(tmp_path))

@@ -265,3 +265,18 @@ def test_a_source_that_breaks_after_the_plan_fails_naming_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:60])  # truncated since: the gzip stream ends early
     with pytest.raises(BardError, match=r"g.jsonl.gz.*: cannot read the jsonl source: EOFError"):
         stage.build_shard(specs[0], cfg)
+
+
+def test_reasoning_gym_options_are_the_datasets_own_settings():
+    """`options` reach reasoning_gym's dataset config (one-digit sums of two terms here); on another kind they
+    are an error, and an unknown option names the dataset."""
+    from pydantic import ValidationError
+
+    problems, _ = run({"kind": "reasoning_gym", "name": "chain_sum", "size": 30, "seed": 0,
+                       "options": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}})  # fmt: skip
+    sums = [p["question"].rsplit(":", 1)[1].strip() for p in problems]  # repeated sums are dropped as duplicates
+    assert len(sums) > 20 and all(len(s.split()) == 4 and len(s.split()[0]) == 1 for s in sums), sums[:3]  # "4 - 1 ="
+    with pytest.raises(ValidationError, match="reasoning_gym settings"):
+        ProblemSource(kind="arithmetic", options={"max_digits": 1})
+    with pytest.raises(BardError, match="chain_sum"):
+        run({"kind": "reasoning_gym", "name": "chain_sum", "options": {"no_such_option": 1}})

@@ -64,3 +64,20 @@ def test_a_shard_counter_without_a_total_prints_its_count():
         progress.advance(task)
     assert out.getvalue() == "problems shards: 1\n"
 
+
+
+def test_a_stage_with_too_little_input_stops_with_one_line_and_no_traceback(tmp_path):
+    """A teacher that gets every answer wrong (the scripted one, slipping in every solution) leaves compress nothing
+    to rewrite: the run stops there with bard's one-line error saying what to change, no traceback (Prefect's logs
+    keep it), and what was done is kept."""
+    home = tmp_path / "home"
+    sets = ["problems.sources=[{kind: arithmetic, size: 20, seed: 0, split: train}]", "teacher.generation.slip_rate=1.0"]
+    run = subprocess.run([BARD, "run", "--home", str(home), "--stages", "problems,teacher,compress",
+                          *[arg for item in sets for arg in ("--set", item)]], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    said = " ".join(run.stderr.split())  # the console wraps long lines
+    assert "error: stage compress failed: compress: no teacher chain to compress: 0 of 20 teacher samples" in said
+    assert "bard run --from compress" in said
+    assert "Traceback" not in run.stdout + run.stderr, run.stderr
+    assert re.search(r"^teacher: \d+ rows in", run.stdout, re.M) and list((home / "artifacts" / "teacher").glob("*/manifest.json"))

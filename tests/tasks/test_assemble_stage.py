@@ -185,3 +185,17 @@ def test_rl_budgets_in_mode_flat_are_weighted_by_the_chains_compression_takes(bu
                 for b in sample_budgets(variant.budget_sampling, p, count=3, coverage=weights)}
 
     assert {(r["problem_uid"], r["budget"]) for r in rl} == drawn(taken) != drawn(every_correct)
+
+
+def test_no_accepted_compression_stops_assemble_saying_why(built, tmp_path):
+    """Too little input: with every compression rejected, SFT would learn no budget. The stage stops with an
+    error that says so and what to change, and writes no artifact."""
+    from bard_core.errors import BardError
+
+    config, _ = built
+    variant = config.model_copy(update={"home": str(tmp_path / "none-accepted")})
+    graph.build("problems", variant)
+    write_upstream(variant, samples=3, budgets=1, words=80)  # one budget per chain, over it: rejected
+    with pytest.raises(BardError, match="no accepted compression.*compress_stats.*above_length"):
+        graph.build("assemble", variant)
+    assert graph.Plan(variant).step("assemble").manifest() is None
