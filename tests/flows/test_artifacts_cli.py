@@ -20,6 +20,7 @@ def bard(*args):
     return result, " ".join((result.stdout + result.stderr).split())
 
 
+@pytest.mark.slow  # 64 s (three `bard run`s); the status checks it relies on are tested in tests/storage/test_verify.py
 def test_damaged_problems_artifact_is_reported_refused_and_rebuilt_on_refresh(tmp_path):
     home = tmp_path / "home"
     config = tmp_path / "c.yaml"

@@ -2,6 +2,7 @@
 `bard run` runs on this CPU and the report comes out. The full-size demo is `make demo` (see bench/demo)."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -17,11 +18,12 @@ SMOKE = [
 ]  # fmt: skip
 
 
-def bard_run(home: Path, *options: str) -> str:
+def bard_run(home: Path, *options: str) -> subprocess.CompletedProcess:
+    """`bard run` of the smoke settings as a user runs it, without a terminal (output captured)."""
     sets = [arg for item in SMOKE for arg in ("--set", item)]
     run = subprocess.run([BARD, "run", "--home", str(home), *options, *sets], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run.stdout
+    return run
 
 
 def querier(home: Path):
@@ -33,10 +35,14 @@ def querier(home: Path):
 
 
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory) -> Path:
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     home = tmp_path_factory.mktemp("demo") / "home"
-    bard_run(home)
-    return home
+    return home, bard_run(home)
+
+
+@pytest.fixture(scope="module")
+def demo_home(demo_run) -> Path:
+    return demo_run[0]
 
 
 def test_the_demo_profile_runs_every_stage(demo_home):
@@ -62,11 +68,35 @@ def test_the_demo_profile_runs_every_stage(demo_home):
     assert len(list(Path(next(home.glob("artifacts/report/*"))).glob("plots/*.png"))) == 4
 
 
+LIBRARY_OUTPUT = ["\r", "it/s", "Warning", "pid=", "Generating train split", "Tokenizing", "Loading weights", "{'loss'"]
+
+
+def test_a_run_without_a_terminal_prints_only_bards_lines(demo_run):
+    """The demo's smoke run (tests/flows/test_demo.py: training tasks and generation engines in Ray workers, the
+    report), as `make demo > demo.log` runs it: only bard's lines reach stdout and stderr."""
+    home, run = demo_run
+    for noise in LIBRARY_OUTPUT:
+        assert noise not in run.stdout + run.stderr, f"{noise!r} reached the terminal:\n{run.stdout}\n{run.stderr}"
+    assert "INFO" not in run.stderr, "Prefect's own lines stay in its logs"
+    logs = {}
+    for stage in ("problems", "teacher", "compress", "assemble", "sft", "grpo", "eval", "report"):
+        (log,) = (home / "logs").glob(f"{stage}-*.log")
+        logs[stage] = log.read_text()
+        assert re.search(rf"^{stage}: running \(library output: {re.escape(str(log))}\)$", run.stdout, re.M)
+        assert re.search(rf"^{stage}: \d+ rows in [\d.]+ s -> {re.escape(str(home))}/artifacts/{stage}/", run.stdout, re.M)
+    assert "Headline figures" in run.stdout and re.search(r"reference .* 1\.000", run.stdout)
+    assert re.search(r"^The report: .*/report\.md$", run.stdout, re.M)
+    # the training worker's metrics, and the engines' weight loading, are in their stages' logs
+    assert "(_recipe_in_worker pid=" in logs["sft"] and "'train_runtime'" in logs["sft"]
+    assert "(Engine pid=" in logs["eval"] and "Loading weights" in logs["eval"]
+    assert "\r" not in logs["sft"], "no per-step progress bar in the training log"
+
+
 @pytest.mark.slow  # 90 s: the ablations reuse the demo's data; `make test-slow` (and CI) run it
 def test_the_ablation_profile_adds_only_its_variants_and_sets_all_side_by_side(demo_home):
     """On the demo's home: the variants' stages run, the demo's artifacts are reused, one report has them all."""
     before = {p.parent.name for p in demo_home.glob("artifacts/*/*/manifest.json")}
-    out = bard_run(demo_home, "--config", "configs/demo-ablations.yaml")
+    out = bard_run(demo_home, "--config", "configs/demo-ablations.yaml").stdout
     made = {p.parent.parent.name for p in demo_home.glob("artifacts/*/*/manifest.json") if p.parent.name not in before}
     assert made == {"assemble", "sft", "grpo", "eval", "report"}, "problems, teacher and compress are shared"
     assert len(list(demo_home.glob("artifacts/grpo/*/manifest.json"))) == 4, "the demo's, and three variants'"

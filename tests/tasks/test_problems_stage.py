@@ -4,6 +4,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 
 from bard_core.config import load_config
 from storage.query import run_query
@@ -45,6 +46,7 @@ def test_build_caches_and_invalidates(tmp_path, ray_local):
     assert refreshed.content_hash == changed_file.content_hash
 
 
+@pytest.mark.slow  # 57 s; the teacher's kill-and-resume (test_generation_stages.py) stays in `make test`
 def test_kill_9_midway_then_resume_gives_the_same_artifact(tmp_path, ray_local):
     source = write_jsonl(tmp_path / "big.jsonl", 60_000)
     config = tmp_path / "c.yaml"
