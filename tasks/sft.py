@@ -82,7 +82,7 @@ def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
     if config.student.model is None:
         from bard_core.student import load_model, load_tokenizer
 
-        tokenizer = load_tokenizer(config.student)
+        tokenizer = load_tokenizer(config.student, config.budget)
         load_model(config.student, tokenizer).save_pretrained(_student_dir(config, path))
         tokenizer.save_pretrained(_student_dir(config, path))
     job = run_openrlhf(config.ray, NAME, command(config, path), path, config.sft.openrlhf.gpus, {})
