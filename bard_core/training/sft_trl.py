@@ -74,7 +74,26 @@ class TRLSFTRecipe:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")
         self.trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer,
                                   peft_config=lora_config(cfg.lora))
+        if cfg.lora is not None and self.tags_added():
+            # LoRA freezes the embeddings, so think tags added to a vocabulary without them would keep their initial
+            # rows and never be written (a real 135M run wrote " tempfile" for `</think>`): the embeddings train too.
+            # (peft's trainable_token_indices would train only those rows, but TRL's fused LM head reads the plain
+            # weight, so the output side would stay untrained.)
+            for embedding in (self.trainer.model.get_input_embeddings(), self.trainer.model.get_output_embeddings()):
+                embedding.weight.requires_grad_(True)
         self.trainer.add_callback(progress_callback(self.out))
+
+    def tag_ids(self) -> list[int]:
+        budget = self.config.budget
+        return [self.tokenizer.convert_tokens_to_ids(tag) for tag in (budget.think_open, budget.think_close)]
+
+    def tags_added(self) -> bool:
+        """Whether `load_tokenizer` added the think tags: the pretrained student's vocabulary had no such tokens."""
+        if self.config.student.model is None:
+            return False
+        from transformers import AutoConfig
+
+        return max(self.tag_ids()) >= AutoConfig.from_pretrained(self.config.student.model).vocab_size
 
     def train(self) -> None:
         self.resumed_from = last_complete_checkpoint(self.out / "_parts" / "checkpoints")

@@ -204,3 +204,37 @@ def test_pad_equal_to_eos_keeps_the_last_end_of_turn_in_the_loss(smollm2_dir):
         assert labels[last] == end  # learnt, though the padding after it is the same id (and is not learnt)
         assert all(label == -100 for label in labels[len(row["input_ids"]) :])
     assert HFBackend(HFBackendConfig(backend="hf", model=smollm2_dir)).eos_ids == [end]
+
+
+def test_lora_trains_the_think_tags_a_vocabulary_lacked(smollm2_dir, tmp_path):
+    """LoRA freezes the embeddings, so the tag rows SmolLM2's vocabulary gets added would stay as initialised and
+    the student could never write them (a real 135M run wrote " tempfile" where `</think>` belonged). The embeddings
+    train with the adapters when tags were added, and the merged model has them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from bard_core.training.sft_trl import TRLSFTRecipe
+
+    rows = [{"split": "train", "kind": "budget",
+             "prompt": [{"role": "user", "content": f"What is {i} + 1? Think for at most 8 tokens."}],
+             "completion": [{"role": "assistant", "content": f"<think>\n{i} + 1 = {i + 1}\n</think>\n\n\\boxed{{{i + 1}}}"}]}
+            for i in range(8)]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "sft.parquet")
+    config = load_config(None, [f"student.model={smollm2_dir}", "student.tokenizer=null", f"budget.tokenizer={smollm2_dir}",
+                                "budget.tokenizer_mismatch_reason=a test of the SFT recipe alone, the scripted engines unused",
+                                "sft.lora={r: 4}",
+                                "sft.max_steps=3", "sft.batch_size=4", "sft.learning_rate=0.05", "sft.report_to=[]"],
+                         home=str(tmp_path / "home"))  # fmt: skip
+    recipe = TRLSFTRecipe(config, [str(tmp_path / "sft.parquet")], tmp_path / "out")
+    recipe.setup()
+    tags = recipe.tag_ids()
+    base = load_model(config.student, recipe.tokenizer).get_input_embeddings().weight.detach().clone()
+    recipe.train()
+    recipe.save()
+    recipe.cleanup()
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").get_input_embeddings().weight
+    assert trained.shape == base.shape and len(tags) == 2 and min(tags) >= 49152, "the tags were added"
+    for tag in tags:
+        assert not torch.equal(trained[tag], base[tag]), "the tag's embedding trained"
