@@ -24,10 +24,12 @@ from dataclasses import replace
 from bard_core.config import BudgetConfig
 from bard_core.config.generation import HFBackendConfig, SamplingParams
 from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples
+from bard_core.scoring.thinking import prompt_opens_thinking
 from bard_core.student import end_of_turn
 
 # The opening think tag the backends write back (bard's default `budget.think_open`, DeepSeek-R1's own).
-THINK_OPEN = BudgetConfig().think_open
+THINK_TAGS = BudgetConfig()
+THINK_OPEN = THINK_TAGS.think_open
 
 
 class HFBackend:
@@ -72,8 +74,7 @@ class HFBackend:
         text = self.tokenizer.apply_chat_template(
             request.messages, tokenize=False, add_generation_prompt=True, **self.config.chat_template_kwargs
         )
-        start = text.rfind(THINK_OPEN)
-        opened = text[start:] if start >= 0 and text[start:].strip() == THINK_OPEN else ""
+        opened = text[text.rfind(THINK_OPEN) :] if prompt_opens_thinking(text, THINK_TAGS) else ""
         # The template already wrote the special tokens (BOS, role markers).
         return self.tokenizer(text, add_special_tokens=False)["input_ids"], opened
 
