@@ -1,6 +1,6 @@
 """The demo's SFT on several seeds: does one setting meet the demo's criteria on every seed, and in how long?
 
-    .venv/bin/python bench/demo/seeds.py --home H [--seeds 0,1,2,3,4] [--parallel 2] [--keep-going] \
+    .venv/bin/python bench/demo/seeds.py --home H [--seeds 0,1,2,3,4] [--parallel 2] [--keep-going] [--table FILE] \
         [-- --set sft.group_by_length=true --set sft.epochs=1.5 ...]
 
 H must hold the demo's upstream artifacts (`bard run --home H --stages problems,teacher,compress,assemble`).
@@ -11,7 +11,8 @@ at a time with --parallel 2; a seed that fails a criterion stops the setting unl
 artifacts are reused, so rerunning the command only prints the table. It prints one row per seed: SFT seconds
 (the trainer's own runtime), Spearman(length, budget), accuracy at the smallest and the best budget, the largest
 over-budget rate at the trained budgets, the largest relative-error gap to the reference, and pass (P) or fail
-(F) per criterion, in that order.
+(F) per criterion, in that order. --table FILE writes the same as markdown, with each budget's accuracy,
+over-budget rate and relative-error gap as mean (min to max) over the seeds, and the machine (README shows it).
 """
 
 import argparse
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the project's packages, to compute the keys the runs write
 
 from bard_core.config import load_config  # noqa: E402
+from tables import machine, markdown, spread  # noqa: E402  (bench/demo/tables.py, beside this script)
 from tasks.graph import key  # noqa: E402
 
 BARD = str(Path(sys.executable).with_name("bard"))
@@ -38,6 +40,7 @@ MIN_SPEARMAN = 0.9
 MIN_ACCURACY_GAIN = 0.40  # best budget's accuracy over the smallest budget's
 MAX_OVER_BUDGET = 0.10  # at the budgets SFT trained on
 MAX_RELERR_GAP = 0.05  # mean relative error above the scripted reference's, at every budget
+CRITERIA = ("rho", "accuracy gain", "over budget", "relative error")
 
 
 def overrides(seed: int, extra: list[str]) -> list[str]:
@@ -75,6 +78,9 @@ def measure(home: Path, config: str, seed: int, extra: list[str]) -> dict:
         "acc_best": max(acc for acc, _, _ in sft_rows.values()),
         "over_max": max(sft_rows[b][1] for b in trained),
         "relerr_gap": max(sft_rows[b][2] - reference[b] for b in budgets),
+        "per_budget": {b: {"acc": sft_rows[b][0], "over": sft_rows[b][1], "gap": sft_rows[b][2] - reference[b]}
+                       for b in budgets},  # fmt: skip
+        "holdout": list(cfg.budget_sampling.holdout),
     }
     row["checks"] = [row["spearman"] >= MIN_SPEARMAN, row["acc_best"] - row["acc_small"] >= MIN_ACCURACY_GAIN,
                      row["over_max"] <= MAX_OVER_BUDGET, row["relerr_gap"] <= MAX_RELERR_GAP]  # fmt: skip
@@ -94,6 +100,34 @@ def print_table(rows: list[dict]) -> None:
         print(f"{passed} of {len(rows)} seeds pass; SFT {sum(secs) / len(secs):.0f} s mean ({min(secs):.0f}-{max(secs):.0f})")
 
 
+def write_table(path: Path, rows: list[dict], settings: str, parallel: int) -> None:
+    """The table printed, and per budget the mean (min to max) over the seeds, as markdown for README."""
+    rows = sorted(rows, key=lambda r: r["seed"])
+    side = "two runs side by side" if parallel == 2 else "one run at a time"
+    per_seed = [[str(r["seed"]), f"{r['sft_s']:.0f}", f"{r['spearman']:.3f}", f"{100 * r['acc_small']:.1f}%",
+                 f"{100 * r['acc_best']:.1f}%", f"{100 * r['over_max']:.1f}%", f"{r['relerr_gap']:+.3f}",
+                 "pass" if all(r["checks"]) else "FAIL: " + ", ".join(n for n, ok in zip(CRITERIA, r["checks"]) if not ok)]
+                for r in rows]  # fmt: skip
+    budgets = sorted(rows[0]["per_budget"])
+    label = {b: f"{b} (unseen)" if b in rows[0]["holdout"] else str(b) for b in budgets}
+    figures = [
+        ["SFT accuracy", *(spread([r["per_budget"][b]["acc"] for r in rows], percent=True) for b in budgets)],
+        ["SFT over budget", *(spread([r["per_budget"][b]["over"] for r in rows], percent=True) for b in budgets)],
+        ["relative error − reference's", *(spread([r["per_budget"][b]["gap"] for r in rows], signed=True) for b in budgets)],
+    ]  # fmt: skip
+    passed = sum(all(r["checks"]) for r in rows)
+    text = "\n".join([
+        f"`bench/demo/seeds.py`, {settings}: {passed} of {len(rows)} seeds meet every criterion.",
+        f"Machine: {machine(f'1 torch thread per run, {side}')}.", "",
+        markdown(["seed", "SFT s", "ρ", "accuracy at the smallest budget", "at the best", "most over budget (trained budgets)",
+                  "relative error − reference's (worst budget)", "criteria"], per_seed),  # fmt: skip
+        f"Per budget, mean (min–max) over the {len(rows)} seeds:", "",
+        markdown(["budget", *(label[b] for b in budgets)], figures),
+    ])  # fmt: skip
+    path.write_text(text)
+    print(f"table written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", type=Path, required=True, help="a home holding the demo's upstream artifacts")
@@ -101,6 +135,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--parallel", type=int, choices=(1, 2), default=1, help="runs at a time (2 cores here)")
     parser.add_argument("--keep-going", action="store_true", help="run every seed even after one fails")
+    parser.add_argument("--table", type=Path, help="also write the table as markdown (for README) to this file")
     parser.add_argument("extra", nargs="*", help="more `bard run` options: --set key=value ...")
     opts = parser.parse_args()
     extra = [item for item in opts.extra if item != "--set"]  # the runs get each back as --set item
@@ -121,6 +156,8 @@ def main() -> None:
                 break
     print(" ".join(extra) or "the demo's settings")
     print_table(sorted(rows, key=lambda r: r["seed"]))
+    if opts.table and rows:
+        write_table(opts.table, rows, " ".join(extra) or "the demo's settings", opts.parallel)
 
 
 if __name__ == "__main__":
