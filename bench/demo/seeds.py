@@ -121,7 +121,7 @@ def write_table(path: Path, rows: list[dict], settings: str, parallel: int) -> N
         f"Machine: {machine(f'1 torch thread per run, {side}')}.", "",
         markdown(["seed", "SFT s", "ρ", "accuracy at the smallest budget", "at the best", "most over budget (trained budgets)",
                   "relative error − reference's (worst budget)", "criteria"], per_seed),  # fmt: skip
-        f"Per budget, mean (min–max) over the {len(rows)} seeds:", "",
+        f"Per budget, mean (min to max) over the {len(rows)} seeds:", "",
         markdown(["budget", *(label[b] for b in budgets)], figures),
     ])  # fmt: skip
     path.write_text(text)
