@@ -3,9 +3,9 @@
     .venv/bin/python bench/demo/copy_probe.py SFT_DATASET_DIR MODEL_DIR [MODEL_DIR ...]
 
 For each model (a model directory, or a checkpoints directory whose checkpoint-N are probed in order of N),
-the teacher-forced accuracy on the dataset's validation rows of three tokens of every step line "43 + 9 = 52 .":
-the operator (copied from the question), the operand's digit (copied from the question) and the first digit of
-the result (computed). A student that has not learned to copy an operand sits at chance (0.5 for the operator,
+the teacher-forced accuracy on the dataset's validation rows of the tokens of every step line "43 + 9 = 52 .":
+the operator (copied from the question), the operand's digit (copied from the question), the first digit of the
+result ("sum", computed) and a two-digit result's last digit (computed, and the one an unfinished student misses). A student that has not learned to copy an operand sits at chance (0.5 for the operator,
 about 0.1 for the digit). SFT_DATASET_DIR: <home>/artifacts/assemble/<key>/sft_dataset. SFT keeps its
 checkpoints under <home>/artifacts/sft/<key>/_parts/checkpoints while it trains (they go when it finishes).
 """
@@ -18,7 +18,7 @@ import duckdb
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-STEP_LINE = re.compile(r"(?m)^\d+ ([+-]) (\d) = (\d)\d* \.$")
+STEP_LINE = re.compile(r"(?m)^\d+ ([+-]) (\d) = (\d)(\d)? \.$")
 
 
 def probe(model_dir: Path, texts: list[str], targets: list[list[tuple[str, int]]]) -> dict[str, float]:
@@ -58,9 +58,11 @@ def main() -> None:
         for m in STEP_LINE.finditer(text, think):
             # the operator's token is " +" (it starts at the space); digits are tokens of their own
             row_targets += [("operator", m.start(1) - 1), ("operand", m.start(2)), ("sum", m.start(3))]
+            if m.group(4):  # a two-digit result's last digit: a student can copy well and still add badly
+                row_targets.append(("last digit", m.start(4)))
         targets.append(row_targets)
         texts.append(text)
-    print(f"{len(rows)} validation rows, {sum(map(len, targets)) // 3} step lines")
+    print(f"{len(rows)} validation rows, {sum(p == 'operator' for t in targets for p, _ in t)} step lines")
     for d in dirs:
         acc = probe(d, texts, targets)
         print(f"{d}  " + "  ".join(f"{part} {value:.2f}" for part, value in acc.items()), flush=True)
