@@ -5,8 +5,8 @@
 For each model (a model directory, or a checkpoints directory whose checkpoint-N are probed in order of N),
 the teacher-forced accuracy on the dataset's validation rows of the tokens of every step line "43 + 9 = 52 .":
 the operator (copied from the question), the operand's digit (copied from the question), the first digit of the
-result ("sum", computed) and a two-digit result's last digit (computed, and the one an unfinished student misses). A student that has not learned to copy an operand sits at chance (0.5 for the operator,
-about 0.1 for the digit). SFT_DATASET_DIR: <home>/artifacts/assemble/<key>/sft_dataset. SFT keeps its
+result ("sum", computed) and a two-digit result's last digit (computed, and the one an unfinished student misses).
+A student that has not learned to copy an operand sits at chance (0.5 for the operator, about 0.1 for the digit). SFT_DATASET_DIR: <home>/artifacts/assemble/<key>/sft_dataset. SFT keeps its
 checkpoints under <home>/artifacts/sft/<key>/_parts/checkpoints while it trains (they go when it finishes).
 """
 

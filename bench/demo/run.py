@@ -49,25 +49,41 @@ def main() -> None:
         times.append((stage, created - previous))
         previous = created
     print(f"    total: {total:6.1f} s (bard run, Prefect and Ray start-up included)")
-    for row in query(home, "select model, spearman from eval_correlation order by model"):
-        print(f"Spearman(length, budget) {row['model']}: {row['spearman']:.3f}")
+    rho = {r["model"]: r["spearman"] for r in query(home, "select model, spearman from eval_correlation order by model")}
+    for model, value in rho.items():
+        print(f"Spearman(length, budget) {model}: {value:.3f}")
     rows = query(home, "select * from eval_metrics order by model, budget")
     for row in rows:
         print(f"{row['model']:>5} budget {row['budget']:>4}: accuracy {row['pass1_mean']:.3f}  "
               f"over budget {row['over_budget']:.3f}  relative error {row['relerr_mean']:.3f}")  # fmt: skip
     if opts.table:
-        rho = {r["model"]: r["spearman"] for r in query(home, "select model, spearman from eval_correlation")}
-        write_table(opts.table, opts.extra, total, times, rows, rho, home)
+        write_table(opts.table, opts.extra, total, times, rows, rho, home, threads(home, made))
 
 
-def interval(row: dict, name: str, percent: bool) -> str:
-    value, lo, hi = row[f"{name}_mean" if name != "over_budget" else name], row[f"{name}_lo"], row[f"{name}_hi"]
+def threads(home: Path, made: list) -> str:
+    """The torch threads each training and evaluation stage of this run had, from the configs beside its artifacts."""
+    found = {}
+    for _, stage, key in made:
+        config = json.loads((home / "artifacts" / stage / key / "config.json").read_text())["config"]
+        if stage in ("sft", "grpo"):
+            found.setdefault(stage, set()).add(config[stage]["num_threads"])
+        elif stage == "eval":
+            found.setdefault(stage, set()).add(config["eval"]["generation"]["num_threads"])
+    if not found:  # nothing trained or evaluated in this run: every such stage was cached
+        return "torch threads: no stage trained or evaluated in this run"
+    return "torch threads: " + ", ".join(f"{stage} {'/'.join(map(str, sorted(n)))}" for stage, n in found.items())
+
+
+def interval(row: dict, value: str, name: str, percent: bool) -> str:
+    """The `value` column with its interval, the columns `name`_lo and `name`_hi."""
+    value, lo, hi = row[value], row[f"{name}_lo"], row[f"{name}_hi"]
     if percent:
         return f"{100 * value:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def write_table(path: Path, extra: list[str], total: float, times: list, rows: list[dict], rho: dict, home: Path) -> None:
+def write_table(path: Path, extra: list[str], total: float, times: list, rows: list[dict], rho: dict, home: Path,
+                threads: str) -> None:  # fmt: skip
     """Time per stage, then per model and budget accuracy, over-budget rate and relative error with their 95%
     intervals (Wilson; bootstrap for the relative error), and Spearman's rho: markdown for README."""
     budgets = sorted({r["budget"] for r in rows})
@@ -79,11 +95,10 @@ def write_table(path: Path, extra: list[str], total: float, times: list, rows: l
     figures = []
     for model in sorted({r["model"] for r in rows}, key=lambda m: (m == "reference", m != "sft", m)):
         if model != "reference":  # the scripted reference is right and within budget by construction
-            figures.append([f"{model} accuracy", *(interval(cell[model, b], "pass1", True) for b in budgets)])
-            figures.append([f"{model} over budget", *(interval(cell[model, b], "over_budget", True) for b in budgets)])
-        figures.append([f"{model} relative error", *(interval(cell[model, b], "relerr", False) for b in budgets)])
+            figures.append([f"{model} accuracy", *(interval(cell[model, b], "pass1_mean", "pass1", True) for b in budgets)])
+            figures.append([f"{model} over budget", *(interval(cell[model, b], "over_budget", "over_budget", True) for b in budgets)])
+        figures.append([f"{model} relative error", *(interval(cell[model, b], "relerr_mean", "relerr", False) for b in budgets)])
     stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in times)
-    threads = "the profile's torch threads (the demo: 2 for SFT, GRPO and the evaluation)"
     text = "\n".join([
         f"`{' '.join(['bench/demo/run.py', *extra])}`: {total:.0f} s end to end ({stages}).",
         f"Machine: {machine(threads)}.", "",
