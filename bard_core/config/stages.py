@@ -257,7 +257,11 @@ class SFTConfig(Section):
     batch_size: int = Field(8, ge=1, description="sequences per device per step")
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(4096, ge=16, description="tokens per sequence (prompt + completion); longer are cut")
-    packing: bool = Field(False, description="pack several sequences into one (TRL's BFD packing)")
+    packing: bool = Field(
+        False, description="pack several sequences into each row of max_length tokens (TRL's BFD packing), each "
+        "attending only to itself: no padding, so about 2x the tokens/s of padded batches on the demo; batch_size "
+        "then counts rows",
+    )  # fmt: skip
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: str = Field("cosine", description="a transformers scheduler name")
     lr_scheduler_kwargs: dict[str, Any] = Field(

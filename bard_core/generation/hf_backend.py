@@ -152,19 +152,16 @@ class _PerRowSampler:
     def __call__(self, input_ids, scores):
         import torch
 
-        chosen = []
+        chosen = scores.float().argmax(dim=-1)  # the greedy rows' tokens, in one call; sampled rows are drawn below
         for row, (params, generator) in enumerate(zip(self.params, self.generators)):
-            logits = scores[row].float()
             if params.temperature == 0:
-                chosen.append(int(logits.argmax()))
                 continue
+            logits = scores[row].float()
             probs = torch.softmax(logits / params.temperature, dim=-1)
             if params.top_p < 1:
                 sorted_probs, sorted_ids = probs.sort(descending=True)
                 # Keep a token while the mass before it is below top_p (so the first token is always kept).
                 keep = (sorted_probs.cumsum(0) - sorted_probs) < params.top_p
                 probs = torch.zeros_like(probs).scatter(0, sorted_ids[keep], sorted_probs[keep])
-            chosen.append(int(torch.multinomial(probs, 1, generator=generator)))
-        one_hot = torch.full_like(scores, float("-inf"))
-        one_hot[torch.arange(len(chosen), device=scores.device), torch.tensor(chosen, device=scores.device)] = 0
-        return one_hot
+            chosen[row] = torch.multinomial(probs, 1, generator=generator)[0]
+        return torch.full_like(scores, float("-inf")).scatter_(1, chosen[:, None], 0.0)
