@@ -37,7 +37,7 @@ def test_group_by_length_batches_rows_of_similar_length(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), data)
     padding = {}
     for grouped in (False, True):
-        config = load_config(DEMO, ["sft.batch_size=4", f"sft.group_by_length={grouped}"], home=str(tmp_path))
+        config = load_config(DEMO, ["sft.batch_size=4", "sft.packing=false", f"sft.group_by_length={grouped}"], home=str(tmp_path))
         recipe = TRLSFTRecipe(config, [str(data)], tmp_path / f"out-{grouped}")
         recipe.setup()
         padding[grouped] = _padding(recipe)

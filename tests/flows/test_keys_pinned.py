@@ -21,23 +21,23 @@ CLUSTER = ["--set", "sft.backend=openrlhf", "--set", "grpo.backend=openrlhf", "-
            "--set", "eval.models=[{name: grpo, model: grpo}]"]  # fmt: skip
 
 DEMO = {"problems": "e2e6fd2c926279973666", "teacher": "49ba375815be0111f958", "compress": "b8661737046532aa4807",
-        "assemble": "bd394dda9ac87fb2211a", "sft": "cfb518222ee5823c392b", "grpo": "792419e93c74cf801486",
-        "eval": "fd54425f9d1c4c0e6be0", "report": "005a58eaf89bfbb2f6a5"}  # fmt: skip
+        "assemble": "bd394dda9ac87fb2211a", "sft": "89809d0aef8d589089b9", "grpo": "31f55c2ca012a8f478fa",
+        "eval": "a438dc09edacd4e1837f", "report": "00e32c02601c7c3ff481"}  # fmt: skip
 PINNED = {
     "demo": ([], DEMO),
     "ablations": (["--config", "configs/demo-ablations.yaml"], {
         **{k: DEMO[k] for k in ("problems", "teacher", "compress", "assemble", "sft")},
-        "assemble@rl_only": "d78b7088d44376725725", "sft@rl_only": "e200f6888632c18f8222",
-        "grpo": "bef316e87bd16e3137ac", "grpo@additive": "e206652df5b6cebbc861",
-        "grpo@multiplicative": "246bb3bb2c1005cc0918", "grpo@rl_only": "1767065d71b0421052db",
-        "eval": "97f3f6c34d5d9f0a3e05", "report": "c9afbebd4261f480822b"}),
+        "assemble@rl_only": "d78b7088d44376725725", "sft@rl_only": "e5bf2c597d365dab4bfc",
+        "grpo": "4dc66fc6caee66052d8e", "grpo@additive": "764272b438c8761333e4",
+        "grpo@multiplicative": "7220e554b5650ecf88d8", "grpo@rl_only": "8adc19a0387147f25534",
+        "eval": "d018f630c934bba8df09", "report": "58a009e2eae31be0b2d8"}),
     "cluster": (CLUSTER, {
         **{k: DEMO[k] for k in ("problems", "teacher", "compress", "assemble")},
-        "sft": "8e62632fbcefa0a1bf7b", "grpo": "a39cd11e43471f07e1e6", "eval": "e0a33db9c113f229c378",
-        "report": "1d84ba969bf487e7f31f"}),
+        "sft": "563b6aae476613b1de62", "grpo": "118d977819272ca16a24", "eval": "10fc2fd3f059787cdfa7",
+        "report": "8cf7bdba95cb1e486618"}),
 }  # fmt: skip
 # sha256 of the two OpenRLHF command lines of the "cluster" run, the home replaced by <home>.
-COMMANDS = "f59b78dfb7b269e0a59da51f6a38459db5db926520b90ba7419eebdee45b7338"
+COMMANDS = "df4c47be8727d8562daffe4acab643fa9f17da6ced06e8fffa0a268415c47c0b"
 
 
 def dry_run(args: list[str], home: Path) -> str:
