@@ -180,7 +180,7 @@ def progress_bar():
 
 class ProgressLines:
     """`progress_bar` without a terminal: the calls of rich's Progress that bard makes, printed as lines such as
-    "sft steps: 120/784, about 0:05:10 left" (no carriage returns), the time left measured on this run's work."""
+    "sft steps: 120/1161, about 0:05:10 left" (no carriage returns), the time left measured on this run's work."""
 
     def __init__(self, interval_s: float = PROGRESS_LINE_S):
         self.interval_s, self.tasks = interval_s, []

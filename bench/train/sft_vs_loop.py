@@ -3,12 +3,14 @@
     .venv/bin/python bench/train/sft_vs_loop.py [--steps 40] [--repeat 3] [--threads 2] [--set sft.X=Y ...]
 
 Same model (the demo's student: Qwen3 architecture, hidden 128, 4 layers, 4 heads, FFN 384, built from config,
-configs/demo-tokenizer.json), same rows, same batches' padding (each batch padded to its longest row), same
+configs/demo-tokenizer.json), same rows, the same batches (TRL's own dataloader's: packed rows as the demo
+ships, or each batch padded to its longest row with `--set sft.packing=false --set sft.batch_size=32`), same
 optimizer (AdamW, the demo's learning rate, weight decay, warmup and warmup_stable_decay schedule, gradient
 clipping at 1.0), loss on the completion only. The rows are the demo's: the real problems -> teacher -> compress
 -> assemble stages of configs/demo.yaml on a smaller arithmetic problem set. Each run trains one epoch over the
-same `steps x batch` rows with a freshly built student, so all see the same real (non-pad) tokens; a run's
-figure is those tokens / its training wall time (the steps, and for TRL its end-of-run save; no start-up, no
+first `steps x batch` rows (packed rows when packed) with a freshly built student, so the TRL and plain runs see
+the same real (non-pad) tokens, and a third contender nearly as many (14 packed rows hold about the real tokens of
+32 padded ones); a run's figure is its real tokens / its training wall time (the steps, and for TRL its end-of-run save; no start-up, no
 tokenizing). TRL's losses are its logged means over `logging_steps`, the plain loop's are single steps. The
 contenders are interleaved `--repeat` times, so a load that comes and goes (other test runs) hits both alike; the
 load average is printed with each round. `--set` adds a third contender, TRL with these config overrides
@@ -47,23 +49,23 @@ def demo_rows(home: Path, problems: int) -> list[str]:
 
 
 def sft_config(home: Path, steps: int, threads: int, overrides: list[str]) -> BardConfig:
-    """The demo's SFT section for a one-epoch run of `steps` batches; the decay is a fifth of the run, as the
-    demo's 150 of 784 steps."""
+    """The demo's SFT section for a one-epoch run of `steps` batches; the decay is a fifth of the run (the demo's
+    150 steps of 1,161 would leave a short run without one)."""
     return load_config(ROOT / "configs" / "demo.yaml", [
         "sft.epochs=1", f"sft.num_threads={threads}", "sft.save_steps=100000", f"sft.lr_scheduler_kwargs={{num_decay_steps: {max(1, steps // 5)}}}",
         *overrides,
     ], home=str(home))  # fmt: skip
 
 
-def trl_run(config: BardConfig, files: list[str], out: Path, rows: int, profile: bool = False) -> dict:
-    """Train through the stage's recipe on the first `rows` train rows; the trainer's own loop is timed."""
+def trl_run(config: BardConfig, files: list[str], out: Path, steps: int, profile: bool = False) -> dict:
+    """Train through the stage's recipe on its first `steps` batches of rows; the trainer's own loop is timed."""
     from transformers import TrainerCallback
 
     from bard_core.training.sft_trl import TRLSFTRecipe
 
     recipe = TRLSFTRecipe(config, files, out)
     recipe.setup()
-    recipe.trainer.train_dataset = recipe.trainer.train_dataset.select(range(rows))
+    recipe.trainer.train_dataset = recipe.trainer.train_dataset.select(range(steps * config.sft.batch_size))
     times = {}
 
     class Clock(TrainerCallback):
@@ -90,9 +92,9 @@ def trl_run(config: BardConfig, files: list[str], out: Path, rows: int, profile:
     return {"seconds": times["end"] - times["begin"], "tokens": tokens, "steps": steps, "losses": losses}
 
 
-def plain_run(config: BardConfig, files: list[str], out: Path, rows: int) -> dict:
-    """A minimal loop on the rows TRL tokenized (the same ids and labels), the same optimizer and
-    schedule; batches are padded to their longest row like TRL's collator."""
+def plain_run(config: BardConfig, files: list[str], out: Path, steps: int) -> dict:
+    """A minimal loop over the batches TRL's own dataloader makes of the same rows (padded to their longest row,
+    or packed rows with `sft.packing`), with the same optimizer and schedule."""
     import torch
     from transformers import get_scheduler
 
@@ -100,10 +102,11 @@ def plain_run(config: BardConfig, files: list[str], out: Path, rows: int) -> dic
     from bard_core.training.sft_trl import TRLSFTRecipe
 
     cfg = config.sft
-    recipe = TRLSFTRecipe(config, files, out)  # only for its tokenized rows: the data work is not timed
+    recipe = TRLSFTRecipe(config, files, out)  # only for its batches: the data work is not timed
     recipe.setup()
-    data = recipe.trainer.train_dataset.select(range(rows))
-    ids, targets = data["input_ids"], data["labels"]  # labels: -100 on the prompt
+    recipe.trainer.train_dataset = recipe.trainer.train_dataset.select(range(steps * cfg.batch_size))
+    batches = list(recipe.trainer.get_train_dataloader())
+    tokens = sum(len(ids) for ids in recipe.trainer.train_dataset["input_ids"])
     recipe.cleanup()
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(config.student)
@@ -116,26 +119,15 @@ def plain_run(config: BardConfig, files: list[str], out: Path, rows: int) -> dic
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.learning_rate,
     )
-    steps = math.ceil(rows / cfg.batch_size)
+    steps = len(batches)
     scheduler = get_scheduler(
         cfg.lr_scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * steps), num_training_steps=steps,
         scheduler_specific_kwargs=cfg.lr_scheduler_kwargs,
     )  # fmt: skip
-    order = torch.randperm(rows, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    pad = tokenizer.pad_token_id
+    inputs = ("input_ids", "attention_mask", "position_ids", "labels")
     losses, started = [], time.perf_counter()
-    for step in range(steps):
-        batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        width = max(len(ids[i]) for i in batch)
-        input_ids = torch.full((len(batch), width), pad)
-        labels = torch.full((len(batch), width), -100)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            n = len(ids[i])
-            input_ids[row, :n] = torch.tensor(ids[i])
-            attention[row, :n] = 1
-            labels[row, :n] = torch.tensor(targets[i])
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+    for batch in batches:
+        loss = model(**{k: batch[k] for k in inputs if k in batch}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -143,12 +135,12 @@ def plain_run(config: BardConfig, files: list[str], out: Path, rows: int) -> dic
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "tokens": sum(len(x) for x in ids), "steps": steps, "losses": losses}
+    return {"seconds": seconds, "tokens": tokens, "steps": steps, "losses": losses}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per run (batch: the demo's 32)")
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per run (batch: the demo's 14 packed rows)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the contenders, interleaved")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the demo's sft.num_threads: 2)")
     parser.add_argument("--problems", type=int, default=1500, help="arithmetic problems the rows are built from")
@@ -160,16 +152,15 @@ def main() -> None:
     files = demo_rows(home, opts.problems)
     base = sft_config(home, opts.steps, opts.threads, [])
     trl_config = sft_config(home, opts.steps, opts.threads, opts.overrides)
-    rows = opts.steps * base.sft.batch_size
     scratch = Path(tempfile.mkdtemp(prefix="sft-runs-", dir=home))
     if opts.profile:
-        trl_run(trl_config, files, scratch / "profile", rows, profile=True)
+        trl_run(trl_config, files, scratch / "profile", opts.steps, profile=True)
         return
-    print(f"{rows} rows of the demo's sft_dataset, batch {base.sft.batch_size}, {opts.steps} steps, "
+    print(f"the demo's sft_dataset, batch {base.sft.batch_size} (packing {base.sft.packing}), {opts.steps} steps, "
           f"{opts.threads} threads")  # fmt: skip
-    contenders = {"TRL": lambda out: trl_run(base, files, out, rows), "plain": lambda out: plain_run(base, files, out, rows)}
+    contenders = {"TRL": lambda out: trl_run(base, files, out, opts.steps), "plain": lambda out: plain_run(base, files, out, opts.steps)}
     if opts.overrides:
-        contenders[f"TRL {' '.join(opts.overrides)}"] = lambda out: trl_run(trl_config, files, out, rows)
+        contenders[f"TRL {' '.join(opts.overrides)}"] = lambda out: trl_run(trl_config, files, out, opts.steps)
     rates = {name: [] for name in contenders}
     for r in range(opts.repeat):
         figures = []
@@ -179,7 +170,7 @@ def main() -> None:
             figures.append(f"{name} {rates[name][-1]:,.0f} tokens/s ({done['seconds']:.1f} s, loss "
                            f"{done['losses'][0]:.2f} -> {done['losses'][-1]:.2f})")  # fmt: skip
         print(f"round {r + 1}: {'; '.join(figures)}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{done['tokens']:,} real tokens per run; tokens/s median (range) over {opts.repeat} rounds:")
+    print(f"{done['tokens']:,} real tokens in the last run; tokens/s median (range) over {opts.repeat} rounds:")
     for name, got in rates.items():
         ratios = [p / t for p, t in zip(rates["plain"], got)]
         print(f"  {name}: {statistics.median(got):,.0f} ({min(got):,.0f}-{max(got):,.0f}), plain/this "
