@@ -141,6 +141,7 @@ def run_generation(
     Returns counts for the stage's statistics."""
     import ray
 
+    commit_rows = _chunking(Path(artifact_dir), table, commit_rows, label)
     total = sum(chunk_count(s, commit_rows) for s in slices)
     count_done = functools.partial(_count_done, artifact_dir, table, slices, commit_rows)
     done_per_slice = [chunks_done(artifact_dir, table, s, commit_rows) for s in slices]
@@ -179,6 +180,20 @@ def run_generation(
                  for c in range(chunk_count(spec, commit_rows))]
         commit_shard(artifact_dir, table, spec.index, pa.concat_tables(parts).cast(schema))
     return {"slices": len(slices), "chunks": total, "chunks_resumed": already}
+
+
+def _chunking(artifact_dir: Path, table: str, commit_rows: int, label: str) -> int:
+    """The chunk size of this table's committed parts. `commit_rows` is not in the key, so a run resumed with
+    another one keeps the first: parts cut 10 rows apart read as 100 would lose the rows between them."""
+    record = artifact_dir / "_parts" / table / "commit_rows"
+    if record.exists():
+        first = int(record.read_text())
+        if first != commit_rows:
+            log.info("%s: resuming with the %d rows a chunk it started with (commit_rows is now %d)", label, first, commit_rows)
+        return first
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(str(commit_rows))
+    return commit_rows
 
 
 def _count_done(artifact_dir: Path, table: str, slices: Sequence[Slice], commit_rows: int) -> int:
