@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/eval/chunks.py MODEL_DIR [--repeat 2] [--threads 1]
 
-MODEL_DIR: a trained demo student (`<home>/artifacts/sft/<key>/model`). The demo's sweep for one model: 200 held-out
-arithmetic problems x budgets 8-128, greedy, max tokens 1.5 x budget + 16, batch 64, one engine loaded once. The
+MODEL_DIR: a trained demo student (`<home>/artifacts/sft/<key>/model`). The demo's sweep for one model, with the
+eval stage's own prompts and sampling (`bard_core.evaluate`): 200 held-out arithmetic problems x budgets 8-128,
+greedy, max tokens 1.5 x budget + 16, batch 64, one engine loaded once. The
 problems are sent in chunks of 10, 50 and 200 as the eval stage sends a chunk of `commit_rows` problems; the engine
 batches each chunk's requests by max tokens, so a small chunk mixes budgets in a batch, which runs to its longest.
 """
@@ -15,17 +16,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bard_core import arithmetic  # noqa: E402
-from bard_core.config.generation import HFBackendConfig, SamplingParams  # noqa: E402
+from bard_core import arithmetic, evaluate  # noqa: E402
+from bard_core.config import load_config  # noqa: E402
+from bard_core.config.generation import HFBackendConfig  # noqa: E402
 from bard_core.generation.hf_backend import HFBackend  # noqa: E402
 from bard_core.generation.protocol import GenerationRequest  # noqa: E402
 
-BUDGETS = [8, 16, 24, 32, 48, 64, 96, 128]
+DEMO = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+BUDGETS = DEMO.eval.budgets
+SFT = next(m for m in DEMO.eval.models if m.name == "sft")
 
 
 def requests(problems: list[dict]) -> list[GenerationRequest]:
-    return [GenerationRequest(uid=f"{p['uid']}/{b}", sampling=SamplingParams(temperature=0.0, max_tokens=int(1.5 * b) + 16),
-                              messages=[{"role": "user", "content": f"{p['question']}\nThink for at most {b} tokens ."}])
+    """The eval stage's own requests for the demo's SFT model (`bard_core.evaluate`)."""
+    return [GenerationRequest(uid=f"{p['uid']}/{b}", messages=evaluate.messages(p["question"], b, SFT, DEMO),
+                              sampling=evaluate.sampling(p["uid"], b, evaluate.max_tokens(b, DEMO), DEMO))
             for p in problems for b in BUDGETS]  # fmt: skip
 
 
@@ -36,7 +41,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     opts = parser.parse_args()
     engine = HFBackend(HFBackendConfig(backend="hf", model=opts.model, batch_size=64, num_threads=opts.threads))
-    problems = arithmetic.problems(200, 1)
+    problems = arithmetic.problems(DEMO.eval.limit, 1)  # the demo's held-out source: seed 1
     engine.generate(requests(problems[:8]))  # warm-up
     for round_ in range(opts.repeat):
         for chunk in (10, 50, 200):
