@@ -100,7 +100,8 @@ class TRLSFTRecipe:
             # weight, so the output side would stay untrained.)
             for embedding in (self.trainer.model.get_input_embeddings(), self.trainer.model.get_output_embeddings()):
                 embedding.weight.requires_grad_(True)
-        if cfg.packing and "flash" not in self.model.config._attn_implementation:  # FlashAttention: TRL's own
+        # Set after construction: with packing, TRL refuses a collator passed in. FlashAttention keeps TRL's own.
+        if cfg.packing and "flash" not in self.model.config._attn_implementation:
             self.trainer.data_collator = PackedRowsCollator(self.tokenizer.pad_token_id)
         self.trainer.add_callback(progress_callback(self.out))
 

@@ -21,13 +21,8 @@ def test_group_by_length_is_off_by_default_and_keyed_when_on():
     assert graph.key("assemble", grouped) == graph.key("assemble", demo)
 
 
-def _padding(recipe: TRLSFTRecipe) -> int:
-    """Pad positions over one epoch of the trainer's own batches."""
-    return sum(int((batch["attention_mask"] == 0).sum()) for batch in recipe.trainer.get_train_dataloader())
-
-
-def test_group_by_length_batches_rows_of_similar_length(tmp_path):
-    # 32 rows whose thinking runs from 1 to 32 words, in a shuffled order
+def rows_of_every_length(tmp_path) -> Path:
+    """An sft_dataset file of 32 rows whose thinking runs from 1 to 32 words, in a shuffled order."""
     rows = [{
         "prompt": [{"role": "user", "content": f"what is {n} plus 1\nThink for at most 40 tokens."}],
         "completion": [{"role": "assistant", "content": "<think>\n" + " ".join(["1"] * n) + "\n</think>\n\n\\boxed{2}"}],
@@ -35,6 +30,16 @@ def test_group_by_length_batches_rows_of_similar_length(tmp_path):
     } for n in (7 * i % 32 + 1 for i in range(32))]  # fmt: skip
     data = tmp_path / "sft.parquet"
     pq.write_table(pa.Table.from_pylist(rows), data)
+    return data
+
+
+def _padding(recipe: TRLSFTRecipe) -> int:
+    """Pad positions over one epoch of the trainer's own batches."""
+    return sum(int((batch["attention_mask"] == 0).sum()) for batch in recipe.trainer.get_train_dataloader())
+
+
+def test_group_by_length_batches_rows_of_similar_length(tmp_path):
+    data = rows_of_every_length(tmp_path)
     padding = {}
     for grouped in (False, True):
         config = load_config(DEMO, ["sft.batch_size=4", "sft.packing=false", f"sft.group_by_length={grouped}"], home=str(tmp_path))
@@ -51,13 +56,7 @@ def test_packed_rows_train_as_if_each_sequence_were_alone(tmp_path):
     packing changes the speed, not what a batch teaches."""
     import torch
 
-    rows = [{
-        "prompt": [{"role": "user", "content": f"what is {n} plus 1\nThink for at most 40 tokens."}],
-        "completion": [{"role": "assistant", "content": "<think>\n" + " ".join(["1"] * n) + "\n</think>\n\n\\boxed{2}"}],
-        "split": "train", "kind": "budget",
-    } for n in (7 * i % 32 + 1 for i in range(32))]  # fmt: skip
-    data = tmp_path / "sft.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), data)
+    data = rows_of_every_length(tmp_path)
     config = load_config(DEMO, ["sft.batch_size=4", "sft.packing=true", "sft.max_length=128"], home=str(tmp_path))
     recipe = TRLSFTRecipe(config, [str(data)], tmp_path / "out")
     recipe.setup()
