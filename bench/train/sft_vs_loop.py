@@ -14,7 +14,8 @@ the same real (non-pad) tokens, and a third contender nearly as many (14 packed 
 tokenizing). TRL's losses are its logged means over `logging_steps`, the plain loop's are single steps. The
 contenders are interleaved `--repeat` times, so a load that comes and goes (other test runs) hits both alike; the
 load average is printed with each round. `--set` adds a third contender, TRL with these config overrides
-(e.g. `sft.group_by_length=true`); `--profile` prints the TRL run's top functions (cProfile) instead.
+(e.g. `sft.group_by_length=true`); `--plain-option compile` or `bf16` adds the plain loop with a compiled forward
+or under bfloat16 autocast (with its rate after the first steps, which hold the compilation); `--profile` prints the TRL run's top functions (cProfile) instead.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bard_core.config import BardConfig, load_config  # noqa: E402
+
+WARMUP_STEPS = 3  # a compiled forward compiles in its first steps; the rate after them is printed too
 
 
 def demo_rows(home: Path, problems: int) -> list[str]:
@@ -92,9 +95,10 @@ def trl_run(config: BardConfig, files: list[str], out: Path, steps: int, profile
     return {"seconds": times["end"] - times["begin"], "tokens": tokens, "steps": steps, "losses": losses}
 
 
-def plain_run(config: BardConfig, files: list[str], out: Path, steps: int) -> dict:
+def plain_run(config: BardConfig, files: list[str], out: Path, steps: int, option: str = "") -> dict:
     """A minimal loop over the batches TRL's own dataloader makes of the same rows (padded to their longest row,
-    or packed rows with `sft.packing`), with the same optimizer and schedule."""
+    or packed rows with `sft.packing`), with the same optimizer and schedule. `option`: "compile" compiles the
+    model's forward (torch.compile, static shapes), "bf16" runs it under CPU autocast to bfloat16."""
     import torch
     from transformers import get_scheduler
 
@@ -113,6 +117,8 @@ def plain_run(config: BardConfig, files: list[str], out: Path, steps: int) -> di
     torch.manual_seed(cfg.seed)
     model = load_model(config.student, tokenizer)
     model.train()
+    if option == "compile":
+        model.forward = torch.compile(model.forward, dynamic=False)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -125,9 +131,12 @@ def plain_run(config: BardConfig, files: list[str], out: Path, steps: int) -> di
         scheduler_specific_kwargs=cfg.lr_scheduler_kwargs,
     )  # fmt: skip
     inputs = ("input_ids", "attention_mask", "position_ids", "labels")
-    losses, started = [], time.perf_counter()
-    for batch in batches:
-        loss = model(**{k: batch[k] for k in inputs if k in batch}).loss
+    losses, started, warm = [], time.perf_counter(), None
+    for i, batch in enumerate(batches):
+        if i == WARMUP_STEPS:
+            warm = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=option == "bf16"):
+            loss = model(**{k: batch[k] for k in inputs if k in batch}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -135,7 +144,9 @@ def plain_run(config: BardConfig, files: list[str], out: Path, steps: int) -> di
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "tokens": tokens, "steps": steps, "losses": losses}
+    later = sum(int(b["labels"].numel()) for b in batches[WARMUP_STEPS:])  # positions, pads included
+    return {"seconds": seconds, "tokens": tokens, "steps": steps, "losses": losses,
+            "warm_rate": later / (started + seconds - warm) if warm else None}  # fmt: skip
 
 
 def main() -> None:
@@ -145,6 +156,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the demo's sft.num_threads: 2)")
     parser.add_argument("--problems", type=int, default=1500, help="arithmetic problems the rows are built from")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="config override for TRL runs")
+    parser.add_argument("--plain-option", action="append", default=[], choices=["compile", "bf16"],
+                        help="add a plain-loop contender with torch.compile or bf16 autocast")
     parser.add_argument("--profile", action="store_true", help="profile one TRL run with cProfile and stop")
     parser.add_argument("--home", help="a bard home to keep the built rows in (reused when rerun)")
     opts = parser.parse_args()
@@ -161,13 +174,16 @@ def main() -> None:
     contenders = {"TRL": lambda out: trl_run(base, files, out, opts.steps), "plain": lambda out: plain_run(base, files, out, opts.steps)}
     if opts.overrides:
         contenders[f"TRL {' '.join(opts.overrides)}"] = lambda out: trl_run(trl_config, files, out, opts.steps)
+    for option in opts.plain_option:
+        contenders[f"plain {option}"] = lambda out, option=option: plain_run(base, files, out, opts.steps, option)
     rates = {name: [] for name in contenders}
     for r in range(opts.repeat):
         figures = []
         for i, (name, run) in enumerate(contenders.items()):
             done = run(scratch / f"{r}-{i}")
             rates[name].append(done["tokens"] / done["seconds"])
-            figures.append(f"{name} {rates[name][-1]:,.0f} tokens/s ({done['seconds']:.1f} s, loss "
+            after = f", {done['warm_rate']:,.0f} positions/s after step {WARMUP_STEPS}" if done.get("warm_rate") else ""
+            figures.append(f"{name} {rates[name][-1]:,.0f} tokens/s ({done['seconds']:.1f} s{after}, loss "
                            f"{done['losses'][0]:.2f} -> {done['losses'][-1]:.2f})")  # fmt: skip
         print(f"round {r + 1}: {'; '.join(figures)}; load average {os.getloadavg()[0]:.1f}")
     print(f"{done['tokens']:,} real tokens in the last run; tokens/s median (range) over {opts.repeat} rounds:")
