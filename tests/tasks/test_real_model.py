@@ -33,6 +33,9 @@ def write(path: Path, rows: list[tuple[str, str]]) -> str:
     return str(path)
 
 
+# 133 s with the import, the longest test: `make test-slow` (and CI) run it, so `make test` keeps a margin under its
+# 20 minutes. The real template's think tags and LoRA are also checked in tests/bard_core/test_real_templates.py.
+@pytest.mark.slow
 def test_the_smol_profile_runs_every_stage_on_the_real_model(smollm2, tmp_path, ray_local):
     model = str(smollm2)
     sources = [{"kind": "jsonl", "path": write(tmp_path / "train.jsonl", TRAIN), "source": "sums"},
