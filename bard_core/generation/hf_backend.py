@@ -21,15 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bard_core.config import BudgetConfig
 from bard_core.config.generation import HFBackendConfig, SamplingParams
-from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples
-from bard_core.scoring.thinking import prompt_opens_thinking
+from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples, thinking_opened_by
 from bard_core.student import end_of_turn
-
-# The opening think tag the backends write back (bard's default `budget.think_open`, DeepSeek-R1's own).
-THINK_TAGS = BudgetConfig()
-THINK_OPEN = THINK_TAGS.think_open
 
 
 class HFBackend:
@@ -74,9 +68,8 @@ class HFBackend:
         text = self.tokenizer.apply_chat_template(
             request.messages, tokenize=False, add_generation_prompt=True, **self.config.chat_template_kwargs
         )
-        opened = text[text.rfind(THINK_OPEN) :] if prompt_opens_thinking(text, THINK_TAGS) else ""
         # The template already wrote the special tokens (BOS, role markers).
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"], opened
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"], thinking_opened_by(text)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         samples = expand_samples(requests)

@@ -10,8 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bard_core.errors import BardError
+from bard_core.config import BudgetConfig
 from bard_core.config.generation import SamplingParams
+from bard_core.errors import BardError
+from bard_core.scoring.thinking import prompt_opens_thinking
+
+# The opening think tag the backends write back (bard's default `budget.think_open`, DeepSeek-R1's own).
+THINK_TAGS = BudgetConfig()
 
 
 class GenerationError(BardError):
@@ -55,3 +60,12 @@ class GenerationBackend(Protocol):
 def expand_samples(requests: Sequence[GenerationRequest]) -> list[tuple[GenerationRequest, int, int]]:
     """(request, sample_idx, seed) for every sample, in the order `generate` returns them."""
     return [(r, i, r.sampling.seed + i) for r in requests for i in range(r.sampling.n)]
+
+
+def thinking_opened_by(templated_prompt: str) -> str:
+    """The opening of the thinking that a chat template wrote at the end of the prompt (DeepSeek-R1-Distill's ends
+    with `<think>\\n`), or "". The hf and vllm backends write it back in front of the completion's text, as the
+    openai backend writes returned reasoning back: every completion reads as the model's whole turn."""
+    if not prompt_opens_thinking(templated_prompt, THINK_TAGS):
+        return ""
+    return templated_prompt[templated_prompt.rfind(THINK_TAGS.think_open) :]

@@ -8,6 +8,9 @@ tested without vLLM; `VLLMBackend` only feeds their dicts to `vllm.LLM` and `vll
 Each sample is its own engine request with `n=1` and seed `seed + sample_idx` (rather than one request
 with `n` samples from a single seed), so every sample is reproducible alone, as on the other backends;
 vLLM's prefix cache shares the prompt's KV cache between the samples of a request.
+
+When the chat template's generation prompt opens the thinking itself (DeepSeek-R1-Distill's ends with `<think>\\n`),
+that opening is written back in front of the completion's text, as the hf backend does.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bard_core.config.generation import VLLMBackendConfig
-from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples
+from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples, thinking_opened_by
 
 
 def engine_args(config: VLLMBackendConfig) -> dict[str, Any]:
@@ -59,15 +62,19 @@ def engine_requests(requests: Sequence[GenerationRequest]) -> list[dict[str, Any
 
 
 def to_completion(
-    item: dict[str, Any], prompt_tokens: int, text: str, token_ids: Sequence[int], finish_reason: str | None, model: str
+    item: dict[str, Any], prompt_tokens: int, text: str, token_ids: Sequence[int], finish_reason: str | None, model: str,
+    templated_prompt: str | None = None,
 ) -> Completion:
     """A Completion from one engine output (`RequestOutput.prompt_token_ids`, and the `text`, `token_ids`
     and `finish_reason` of its only `CompletionOutput`). vLLM reports "stop" for EOS and stop strings,
-    "length" for max_tokens, "abort" for an aborted request."""
+    "length" for max_tokens, "abort" for an aborted request. `templated_prompt`: the text the chat template made of
+    a chat item's messages; the thinking it opens is written back. A plain prompt is the caller's own text and
+    carries its own context."""
+    opened = thinking_opened_by(templated_prompt) if "messages" in item and templated_prompt else ""
     return Completion(
         uid=item["uid"],
         sample_idx=item["sample_idx"],
-        text=text,
+        text=opened + text,
         prompt_tokens=prompt_tokens,
         completion_tokens=len(token_ids),
         finish_reason=finish_reason or "abort",
@@ -110,9 +117,11 @@ class VLLMBackend:
         completions = []
         for item, result in zip(items, outputs):
             out = result.outputs[0]
+            templated = result.prompt  # the chat template's text; some vLLM versions keep the token ids only
+            if "messages" in item and not isinstance(templated, str):
+                templated = self.llm.get_tokenizer().decode(result.prompt_token_ids)
             completions.append(
-                to_completion(
-                    item, len(result.prompt_token_ids), out.text, out.token_ids, out.finish_reason, self.config.model
-                )
+                to_completion(item, len(result.prompt_token_ids), out.text, out.token_ids, out.finish_reason,
+                              self.config.model, templated)  # fmt: skip
             )
         return completions

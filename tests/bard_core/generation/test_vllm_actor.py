@@ -43,9 +43,10 @@ class SamplingParams:
         self.kwargs = kwargs
 
 
-def answer(seed, max_tokens):
-    """A closed thinking block and a boxed answer, its length set by the seed; cut at max_tokens words."""
-    words = ["<think>"] + ["step"] * (3 + seed % 5) + ["</think>", "\\\\boxed{%d}" % (seed % 7)]
+def answer(seed, max_tokens, opened=False):
+    """A closed thinking block and a boxed answer, its length set by the seed; cut at max_tokens words. When the
+    prompt opened the thinking, the reply starts inside it."""
+    words = ["<think>"] * (not opened) + ["step"] * (3 + seed % 5) + ["</think>", "\\\\boxed{%d}" % (seed % 7)]
     finish = "length" if len(words) > max_tokens else "stop"
     words = words[:max_tokens]
     return SimpleNamespace(text=" ".join(words), token_ids=list(range(len(words))), finish_reason=finish)
@@ -56,15 +57,25 @@ class LLM:
         unknown = sorted(set(kwargs) - ENGINE)
         if unknown:
             raise TypeError(f"LLM: unexpected keyword argument(s) {unknown}")
+        self.model = model
         record("LLM", model=model, kwargs=kwargs, gpus=os.environ.get("CUDA_VISIBLE_DEVICES"))
 
-    def _outputs(self, prompts, sampling_params):
+    def get_tokenizer(self):
+        return SimpleNamespace(decode=lambda ids: "".join(map(chr, ids)))  # the chat prompts' ids are characters
+
+    def _outputs(self, prompts, sampling_params, chat=False):
         assert isinstance(sampling_params, list) and len(sampling_params) == len(prompts), "one SamplingParams each"
         outs = []
         for prompt, params in zip(prompts, sampling_params):
             p = params.kwargs
-            out = answer(p["seed"], p.get("max_tokens", 16))
-            outs.append(SimpleNamespace(prompt_token_ids=list(range(len(json.dumps(prompt).split()))), outputs=[out]))
+            if chat:  # vLLM renders the template, then hands the engine its token ids only: the text is not kept
+                text = "".join(f"<|{m['role']}|>{m['content']}" for m in prompt) + "<|assistant|>"
+                text += "<think>\\n" if "R1-Distill" in self.model else ""  # DeepSeek-R1-Distill's template opens it
+                prompt, ids = None, [ord(c) for c in text]
+            else:
+                ids = list(range(len(json.dumps(prompt).split())))
+            out = answer(p["seed"], p.get("max_tokens", 16), opened=chat and "R1-Distill" in self.model)
+            outs.append(SimpleNamespace(prompt=prompt, prompt_token_ids=ids, outputs=[out]))
         return outs
 
     def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None):
@@ -76,7 +87,7 @@ class LLM:
     def chat(self, messages, sampling_params=None, use_tqdm=True, lora_request=None, chat_template=None,
              chat_template_content_format="auto", add_generation_prompt=True, continue_final_message=False,
              tools=None, chat_template_kwargs=None, mm_processor_kwargs=None):
-        outs = self._outputs(messages, sampling_params)
+        outs = self._outputs(messages, sampling_params, chat=True)
         record("chat", messages=messages, sampling=[p.kwargs for p in sampling_params], use_tqdm=use_tqdm,
                chat_template_kwargs=chat_template_kwargs, texts=[o.outputs[0].text for o in outs])
         return outs
@@ -120,12 +131,14 @@ def test_the_backend_translates_requests_into_vllm_calls(tmp_path):
         ])
         plain = make_backend(VLLMBackendConfig(backend="vllm", model="m"))  # no template kwargs, no context length
         done += plain.generate([GenerationRequest(uid="d", messages=chat, sampling=SamplingParams(max_tokens=5))])
+        r1 = make_backend(VLLMBackendConfig(backend="vllm", model="/models/DeepSeek-R1-Distill-Qwen-7B"))
+        done += r1.generate([GenerationRequest(uid="e", messages=chat, sampling=SamplingParams(max_tokens=64, seed=2))])
         print(json.dumps([dataclasses.asdict(c) for c in done]))
         """,
         env,
     )
     completions = json.loads(out.strip().splitlines()[-1])
-    llm, chat, generate, llm2, chat2 = calls(tmp_path)
+    llm, chat, generate, llm2, chat2, _, chat3 = calls(tmp_path)
 
     assert (llm["call"], llm["model"]) == ("LLM", "/models/Qwen3-32B")
     assert llm["kwargs"] == {"tensor_parallel_size": 4, "gpu_memory_utilization": 0.9, "dtype": "bfloat16",
@@ -154,10 +167,14 @@ def test_the_backend_translates_requests_into_vllm_calls(tmp_path):
     # Each output comes back as the Completion of its own request and sample, in request order.
     assert [(c["uid"], c["sample_idx"], c["seed"], c["model"]) for c in completions] == [
         ("a", 0, 10, "/models/Qwen3-32B"), ("a", 1, 11, "/models/Qwen3-32B"), ("b", 0, 5, "/models/Qwen3-32B"),
-        ("c", 0, 1, "/models/Qwen3-32B"), ("d", 0, 0, "m"),
+        ("c", 0, 1, "/models/Qwen3-32B"), ("d", 0, 0, "m"), ("e", 0, 2, "/models/DeepSeek-R1-Distill-Qwen-7B"),
     ]  # fmt: skip
     texts = chat["texts"][:2] + generate["texts"] + chat["texts"][2:] + chat2["texts"]
-    assert [c["text"] for c in completions] == texts
+    assert [c["text"] for c in completions[:5]] == texts
+    # R1-Distill's template opened the thinking, so the engine's text starts inside it: the opening is written back
+    assert not chat3["texts"][0].startswith("<think>")
+    assert completions[5]["text"] == "<think>\n" + chat3["texts"][0]
+    completions = completions[:5]
     assert [c["finish_reason"] for c in completions] == ["stop", "stop", "length", "stop", "length"]
     assert [c["completion_tokens"] for c in completions] == [len(t.split()) for t in texts]
     assert completions[2]["prompt_tokens"] == 2 and completions[2]["completion_tokens"] == 3

@@ -86,3 +86,19 @@ def test_importing_the_package_loads_no_heavy_library():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )
+
+
+def test_a_chat_template_that_opens_the_thinking_is_written_back_in_front_of_the_completion():
+    # DeepSeek-R1-Distill's generation prompt ends with "<think>\n": vLLM returns only what follows it
+    chat = GenerationRequest(uid="a", messages=[{"role": "user", "content": "2+2?"}], sampling=SamplingParams(max_tokens=9))
+    plain = GenerationRequest(uid="b", prompt="<think>\n", sampling=SamplingParams(max_tokens=9))
+    chat_item, plain_item = engine_requests([chat, plain])
+    r1_prompt = "<｜begin▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n"
+    args = dict(prompt_tokens=9, token_ids=[5, 6], finish_reason="stop", model="m")
+    assert to_completion(chat_item, text="2+2 is 4.\n</think>\n\n4", templated_prompt=r1_prompt, **args).text == (
+        "<think>\n2+2 is 4.\n</think>\n\n4"
+    )
+    # a template that leaves the thinking to the model, and a plain prompt (the caller's own text): as returned
+    qwen_prompt = "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
+    assert to_completion(chat_item, text="<think>x</think>4", templated_prompt=qwen_prompt, **args).text == "<think>x</think>4"
+    assert to_completion(plain_item, text="x</think>4", templated_prompt="<think>\n", **args).text == "x</think>4"
