@@ -62,8 +62,8 @@ def engine_requests(requests: Sequence[GenerationRequest]) -> list[dict[str, Any
 
 
 def to_completion(
-    item: dict[str, Any], prompt_tokens: int, text: str, token_ids: Sequence[int], finish_reason: str | None, model: str,
-    templated_prompt: str | None = None,
+    item: dict[str, Any], prompt_tokens: int, text: str, token_ids: Sequence[int], finish_reason: str | None,
+    model: str, templated_prompt: str | None = None,
 ) -> Completion:
     """A Completion from one engine output (`RequestOutput.prompt_token_ids`, and the `text`, `token_ids`
     and `finish_reason` of its only `CompletionOutput`). vLLM reports "stop" for EOS and stop strings,

@@ -90,7 +90,8 @@ def test_importing_the_package_loads_no_heavy_library():
 
 def test_a_chat_template_that_opens_the_thinking_is_written_back_in_front_of_the_completion():
     # DeepSeek-R1-Distill's generation prompt ends with "<think>\n": vLLM returns only what follows it
-    chat = GenerationRequest(uid="a", messages=[{"role": "user", "content": "2+2?"}], sampling=SamplingParams(max_tokens=9))
+    messages = [{"role": "user", "content": "2+2?"}]
+    chat = GenerationRequest(uid="a", messages=messages, sampling=SamplingParams(max_tokens=9))
     plain = GenerationRequest(uid="b", prompt="<think>\n", sampling=SamplingParams(max_tokens=9))
     chat_item, plain_item = engine_requests([chat, plain])
     r1_prompt = "<｜begin▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>\n"
@@ -100,5 +101,7 @@ def test_a_chat_template_that_opens_the_thinking_is_written_back_in_front_of_the
     )
     # a template that leaves the thinking to the model, and a plain prompt (the caller's own text): as returned
     qwen_prompt = "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
-    assert to_completion(chat_item, text="<think>x</think>4", templated_prompt=qwen_prompt, **args).text == "<think>x</think>4"
+    assert to_completion(chat_item, text="<think>x</think>4", templated_prompt=qwen_prompt, **args).text == (
+        "<think>x</think>4"
+    )
     assert to_completion(plain_item, text="x</think>4", templated_prompt="<think>\n", **args).text == "x</think>4"
