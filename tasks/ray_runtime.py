@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -123,6 +124,10 @@ def _start_local_ray(num_cpus: int | None) -> None:
     saved = {name: os.environ.get(name) for name in (*settings, "RAY_AUTH_MODE")}
     os.environ.update(settings)
     os.environ.pop("RAY_AUTH_MODE", None)  # unset: ray.init then turns token authentication on for the Ray it starts
+    constants = sys.modules.get("ray._private.ray_constants")  # `ray` imported before the switch was set
+    cluster_switch = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if cluster_switch is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # what the switch sets at import; ray.init reads it when it starts
     try:
         import ray
 
@@ -138,7 +143,9 @@ def _start_local_ray(num_cpus: int | None) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    if context.address_info["node_ip_address"] != "127.0.0.1":  # `ray` was imported before the switch was set
+        if cluster_switch is not None:
+            constants.ENABLE_RAY_CLUSTER = cluster_switch
+    if context.address_info["node_ip_address"] != "127.0.0.1":  # a Ray that no longer reads the switch that way
         log.warning("the local Ray listens on %s, not only on 127.0.0.1 (token authentication still applies)",
                     context.address_info["node_ip_address"])  # fmt: skip
     when_this_process_ends(_END_RAY_SESSION, context.address_info["session_dir"], str(os.getpid()))
@@ -304,11 +311,11 @@ def run_recipe_task(config: RayConfig, stage: str, recipe_cls, *args: Any, out: 
     Ray task, on one GPU when the cluster has one (or what `ray.resources.<stage>` asks for), with a progress bar
     fed by the recipe's progress file; return what `save` returns. The worker process exits afterwards, taking
     the model's memory with it."""
-    import ray
-
     from bard_core.training.checkpoints import read_progress
 
-    ensure_ray(config)
+    ensure_ray(config)  # before `import ray`: see _start_local_ray
+    import ray
+
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     remote = ray.remote(**config.for_stage(stage, num_cpus=1, num_gpus=gpus), max_retries=0)(_recipe_in_worker)
     ref = remote.remote(recipe_cls, (*args, out), driver_identity())

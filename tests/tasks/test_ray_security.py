@@ -14,13 +14,14 @@ import pytest
 from tests.conftest import ROOT
 
 # A run's driver: starts the local Ray, runs one task (so that a worker exists), prints its GCS address, then ends
-# when its stdin closes.
+# when its stdin closes. It imports `ray` first, as a training stage that starts the run's Ray once did: Ray reads
+# the switch that keeps it on 127.0.0.1 when it is imported.
 DRIVER = """
 import sys
+import ray
 from bard_core.config import RayConfig
 from tasks.ray_runtime import ensure_ray
 ensure_ray(RayConfig(num_cpus=1))
-import ray
 ray.get(ray.remote(lambda: 1).remote())
 print(ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
