@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bard_core.config import BardConfig
 from storage.artifacts import ArtifactStore, Manifest
@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from tasks.graph import Step
 
 log = logging.getLogger("bard")
+
+
+def keyed_when_on(settings: Any, *names: str) -> set[str]:
+    """Of the fields `names` of `settings`, those that are off (unset, false or empty): left out of a stage's key, so
+    that a setting added later keeps the keys of the profiles that do not use it."""
+    return {name for name in names if not getattr(settings, name)}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from bard_core import contracts
 from bard_core import problems as stage
 from bard_core.config import BardConfig, ProblemsConfig
 from storage.artifacts import Manifest, commit_shard, has_shard, read_shards, write_table
-from tasks.build import StageRun
+from tasks.build import StageRun, keyed_when_on
 from tasks.ray_runtime import ensure_ray, plural, run_shards
 
 PARTS, PARTS_REJECTED = "_parts/problems", "_parts/problems_rejected"
@@ -24,9 +24,8 @@ log = logging.getLogger("bard")
 def key_config(config: BardConfig) -> dict:
     """What the key depends on: the stage's config and the bytes (or package versions) of its sources."""
     return {
-        # a source's `options` are keyed only when given, so profiles without them keep their keys
         "problems": {**config.problems.model_dump(mode="json"), "sources": [
-            s.model_dump(mode="json", exclude=set() if s.options else {"options"}) for s in config.problems.sources]},
+            s.model_dump(mode="json", exclude=keyed_when_on(s, "options")) for s in config.problems.sources]},
         "fingerprints": [stage.fingerprint(s) for s in config.problems.sources],
     }
 

@@ -11,7 +11,7 @@ from bard_core.errors import BardError
 from bard_core.files import model_dir_fingerprint
 from bard_core.model_import import check_local_model
 from storage.artifacts import Manifest
-from tasks.build import StageRun
+from tasks.build import StageRun, keyed_when_on
 from tasks.ray_job import secret_env_values
 from tasks.ray_runtime import plural, recipe_task_line, run_recipe_task
 
@@ -22,12 +22,9 @@ def key_config(config: BardConfig) -> dict:
     """The student and the SFT settings; the cluster settings only when the cluster trains."""
     local = config.sft.backend != "openrlhf"
     found = {
-        # chat_template is keyed only when set, so profiles without one keep their keys
-        "student": config.student.model_dump(mode="json", exclude=set() if config.student.chat_template else {"chat_template"}),
-        # group_by_length (it reorders the rows) and lora likewise: keyed only when on
+        "student": config.student.model_dump(mode="json", exclude=keyed_when_on(config.student, "chat_template")),
         "sft": config.sft.model_dump(mode="json", exclude={"report_to"} | ({"openrlhf"} if local else set())
-                                     | (set() if config.sft.group_by_length else {"group_by_length"})
-                                     | (set() if config.sft.lora else {"lora"})),
+                                     | keyed_when_on(config.sft, "group_by_length", "lora")),
         "tokenizer": tokenizers.fingerprint(config.student.tokenizer or config.student.model),
     }
     if config.student.model:  # a base model's weights replaced in place must not pass for the cached ones
