@@ -118,7 +118,7 @@ class VLLMBackend:
         for item, result in zip(items, outputs):
             out = result.outputs[0]
             templated = result.prompt  # the chat template's text; some vLLM versions keep the token ids only
-            if "messages" in item and not isinstance(templated, str):
+            if not isinstance(templated, str):
                 templated = self.llm.get_tokenizer().decode(result.prompt_token_ids)
             completions.append(
                 to_completion(item, len(result.prompt_token_ids), out.text, out.token_ids, out.finish_reason,
