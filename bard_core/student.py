@@ -13,6 +13,7 @@ What a real chat checkpoint needs before SFT, all decided here by looking at its
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bard_core.config import BudgetConfig, StudentConfig
@@ -25,6 +26,14 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def no_hub_kernels() -> None:
+    """transformers 5 swaps a model's layers for kernels downloaded from the Hugging Face Hub whenever it loads one
+    onto a GPU (`use_kernels` is on by default): a download at run time, which on an offline GPU node fails (an H200
+    here: GRPO's reference model, "kernels-community/rotary is not available in the local cache") and which ties
+    the numerics to what the Hub serves that day. Off in this process, unless USE_HUB_KERNELS is set already."""
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
 
 
 def load_tokenizer(cfg: StudentConfig, budget: BudgetConfig | None = None):

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from bard_core.config.generation import HFBackendConfig, SamplingParams
 from bard_core.generation.protocol import Completion, GenerationRequest, expand_samples, thinking_opened_by
-from bard_core.student import end_of_turn
+from bard_core.student import end_of_turn, no_hub_kernels
 
 
 class HFBackend:
@@ -39,6 +39,7 @@ class HFBackend:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        no_hub_kernels()
         model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
         self.model = model.to(self.device).eval()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from bard_core.budget import Budget
 from bard_core.config import BardConfig
 from bard_core.errors import BardError
+from bard_core.student import no_hub_kernels
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
 
@@ -47,6 +48,7 @@ class TRLGRPORecipe:
         validation, stopping = self._validation(rows) if cfg.early_stopping_patience else (None, {})
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.tokenizer.padding_side = "left"
+        no_hub_kernels()  # for the policy and for the reference model TRL loads itself
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir)
         if cfg.prefilter_samples:
             data = self._difficulty_filter(data)

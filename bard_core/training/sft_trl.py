@@ -17,7 +17,7 @@ from pathlib import Path
 from bard_core.config import BardConfig
 from bard_core.config.stages import LoRAConfig
 from bard_core.errors import BardError
-from bard_core.student import check_chat_template, load_model, load_tokenizer
+from bard_core.student import check_chat_template, load_model, load_tokenizer, no_hub_kernels
 from bard_core.training.checkpoints import last_complete_checkpoint, progress_callback
 
 
@@ -88,6 +88,7 @@ class TRLSFTRecipe:
         self.tokenizer = load_tokenizer(self.config.student, self.config.budget)
         student = self.config.student.model or "built from student.architecture"
         check_chat_template(self.tokenizer, data[0], self.config.budget, student)
+        no_hub_kernels()
         self.model = load_model(self.config.student, self.tokenizer)
         # transformers 5 reads the TensorBoard directory from the environment (this is the training process).
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.out / "tensorboard")

@@ -29,18 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the project's packages, to compute the keys the runs write
 
 from bard_core.config import load_config  # noqa: E402
-from tables import machine, markdown, spread  # noqa: E402  (bench/demo/tables.py, beside this script)
+from criteria import print_table, seed_row, table_markdown  # noqa: E402  (bench/demo/, beside this script)
+from tables import machine  # noqa: E402
 from tasks.graph import key  # noqa: E402
 
 BARD = str(Path(sys.executable).with_name("bard"))
 EVAL_MODELS = ("eval.models=[{name: reference, generation: {backend: scripted, role: reference, "
                "tokenizer: configs/demo-tokenizer.json}}, {name: sft, model: sft}]")  # fmt: skip
-# The demo's criteria (issue 21), on held-out problems, greedy
-MIN_SPEARMAN = 0.9
-MIN_ACCURACY_GAIN = 0.40  # best budget's accuracy over the smallest budget's
-MAX_OVER_BUDGET = 0.10  # at the budgets SFT trained on
-MAX_RELERR_GAP = 0.05  # mean relative error above the scripted reference's, at every budget
-CRITERIA = ("rho", "accuracy gain", "over budget", "relative error")
 
 
 def overrides(seed: int, extra: list[str]) -> list[str]:
@@ -64,68 +59,10 @@ def measure(home: Path, config: str, seed: int, extra: list[str]) -> dict:
     ev = home / "artifacts" / "eval" / key("eval", cfg)
     con = duckdb.connect()  # one per call: the seeds of a pair are measured in two threads
     metrics = con.sql(f"select model, budget, pass1_mean, over_budget, relerr_mean "
-                      f"from read_parquet('{ev}/eval_metrics/*.parquet')").fetchall()  # fmt: skip
+                      f"from read_parquet('{ev}/eval_metrics/*.parquet')").df().to_dict("records")  # fmt: skip
     rho = con.sql(f"select spearman from read_parquet('{ev}/eval_correlation/*.parquet') where model = 'sft'").fetchall()[0][0]
-    sft_rows = {budget: (acc, over, rel) for model, budget, acc, over, rel in metrics if model == "sft"}
-    reference = {budget: rel for model, budget, _, _, rel in metrics if model == "reference"}
-    budgets = sorted(sft_rows)
-    trained = [b for b in budgets if b not in cfg.budget_sampling.holdout]
-    row = {
-        "seed": seed,
-        "sft_s": sft["stats"].get("train_runtime_s") or float("nan"),
-        "spearman": float("nan") if rho is None else rho,  # None: every length equal (a collapsed student)
-        "acc_small": sft_rows[budgets[0]][0],
-        "acc_best": max(acc for acc, _, _ in sft_rows.values()),
-        "over_max": max(sft_rows[b][1] for b in trained),
-        "relerr_gap": max(sft_rows[b][2] - reference[b] for b in budgets),
-        "per_budget": {b: {"acc": sft_rows[b][0], "over": sft_rows[b][1], "gap": sft_rows[b][2] - reference[b]}
-                       for b in budgets},  # fmt: skip
-        "holdout": list(cfg.budget_sampling.holdout),
-    }
-    row["checks"] = [row["spearman"] >= MIN_SPEARMAN, row["acc_best"] - row["acc_small"] >= MIN_ACCURACY_GAIN,
-                     row["over_max"] <= MAX_OVER_BUDGET, row["relerr_gap"] <= MAX_RELERR_GAP]  # fmt: skip
-    return row
-
-
-def print_table(rows: list[dict]) -> None:
-    print(f"{'seed':>4} {'sft s':>7} {'rho':>6} {'acc@min':>7} {'acc@best':>8} {'over max':>8} {'rel gap':>7}  "
-          f"rho gain over rel  all")  # fmt: skip
-    for r in rows:
-        marks = "   ".join("P" if ok else "F" for ok in r["checks"])
-        print(f"{r['seed']:>4} {r['sft_s']:7.0f} {r['spearman']:6.3f} {r['acc_small']:7.3f} {r['acc_best']:8.3f} "
-              f"{r['over_max']:8.3f} {r['relerr_gap']:+7.3f}  {marks}   {'PASS' if all(r['checks']) else 'FAIL'}")  # fmt: skip
-    if rows:
-        passed = sum(all(r["checks"]) for r in rows)
-        secs = [r["sft_s"] for r in rows]
-        print(f"{passed} of {len(rows)} seeds pass; SFT {sum(secs) / len(secs):.0f} s mean ({min(secs):.0f}-{max(secs):.0f})")
-
-
-def write_table(path: Path, rows: list[dict], settings: str, parallel: int) -> None:
-    """The table printed, and per budget the mean (min to max) over the seeds, as markdown for README."""
-    rows = sorted(rows, key=lambda r: r["seed"])
-    side = "two runs side by side" if parallel == 2 else "one run at a time"
-    per_seed = [[str(r["seed"]), f"{r['sft_s']:.0f}", f"{r['spearman']:.3f}", f"{100 * r['acc_small']:.1f}%",
-                 f"{100 * r['acc_best']:.1f}%", f"{100 * r['over_max']:.1f}%", f"{r['relerr_gap']:+.3f}",
-                 "pass" if all(r["checks"]) else "FAIL: " + ", ".join(n for n, ok in zip(CRITERIA, r["checks"]) if not ok)]
-                for r in rows]  # fmt: skip
-    budgets = sorted(rows[0]["per_budget"])
-    label = {b: f"{b} (unseen)" if b in rows[0]["holdout"] else str(b) for b in budgets}
-    figures = [
-        ["SFT accuracy", *(spread([r["per_budget"][b]["acc"] for r in rows], percent=True) for b in budgets)],
-        ["SFT over budget", *(spread([r["per_budget"][b]["over"] for r in rows], percent=True) for b in budgets)],
-        ["relative error − reference's", *(spread([r["per_budget"][b]["gap"] for r in rows], signed=True) for b in budgets)],
-    ]  # fmt: skip
-    passed = sum(all(r["checks"]) for r in rows)
-    text = "\n".join([
-        f"`bench/demo/seeds.py`, {settings}: {passed} of {len(rows)} seeds meet every criterion.",
-        f"Machine: {machine(f'1 torch thread per run, {side}')}.", "",
-        markdown(["seed", "SFT s", "ρ", "accuracy at the smallest budget", "at the best", "most over budget (trained budgets)",
-                  "relative error − reference's (worst budget)", "criteria"], per_seed),  # fmt: skip
-        f"Per budget, mean (min to max) over the {len(rows)} seeds:", "",
-        markdown(["budget", *(label[b] for b in budgets)], figures),
-    ])  # fmt: skip
-    path.write_text(text)
-    print(f"table written to {path}")
+    sft_s = sft["stats"].get("train_runtime_s") or float("nan")
+    return seed_row(seed, sft_s, metrics, rho, list(cfg.budget_sampling.holdout))
 
 
 def main() -> None:
@@ -154,10 +91,13 @@ def main() -> None:
             rows += batch
             if not opts.keep_going and not all(all(r["checks"]) for r in batch):
                 break
-    print(" ".join(extra) or "the demo's settings")
+    settings = " ".join(extra) or "the demo's settings"
+    print(settings)
     print_table(sorted(rows, key=lambda r: r["seed"]))
     if opts.table and rows:
-        write_table(opts.table, rows, " ".join(extra) or "the demo's settings", opts.parallel)
+        side = "two runs side by side" if opts.parallel == 2 else "one run at a time"
+        opts.table.write_text(table_markdown(rows, f"`bench/demo/seeds.py`, {settings}", machine(f"1 torch thread per run, {side}")))
+        print(f"table written to {opts.table}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ contenders are interleaved `--repeat` times, so a load that comes and goes (othe
 load average is printed with each round. `--set` adds a third contender, TRL with these config overrides
 (e.g. `sft.group_by_length=true`); `--plain-option compile` or `bf16` adds the plain loop with a compiled forward
 or under bfloat16 autocast (with its rate after the first steps, which hold the compilation); `--profile` prints the TRL run's top functions (cProfile) instead.
+`--rows DIR` trains on an sft_dataset folder already built (e.g. the demo's own; neither Ray nor Prefect needed).
+On a GPU both train there, in bf16 mixed precision (as the recipe does); `--threads` is then the CPU threads.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def plain_run(config: BardConfig, files: list[str], out: Path, steps: int, optio
     tokenizer = load_tokenizer(config.student)
     torch.manual_seed(cfg.seed)
     model = load_model(config.student, tokenizer)
-    model.train()
+    on_gpu = torch.cuda.is_available()  # as the recipe: on a GPU, TRL trains there in bf16 mixed precision
+    device = "cuda" if on_gpu else "cpu"
+    model.to(device).train()
     if option == "compile":
         model.forward = torch.compile(model.forward, dynamic=False)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -135,8 +139,8 @@ def plain_run(config: BardConfig, files: list[str], out: Path, steps: int, optio
     for i, batch in enumerate(batches):
         if i == WARMUP_STEPS:
             warm = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=option == "bf16"):
-            loss = model(**{k: batch[k] for k in inputs if k in batch}).loss
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=on_gpu or option == "bf16"):
+            loss = model(**{k: batch[k].to(device) for k in inputs if k in batch}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -160,17 +164,21 @@ def main() -> None:
                         help="add a plain-loop contender with torch.compile or bf16 autocast")
     parser.add_argument("--profile", action="store_true", help="profile one TRL run with cProfile and stop")
     parser.add_argument("--home", help="a bard home to keep the built rows in (reused when rerun)")
+    parser.add_argument("--rows", help="an sft_dataset folder to train on instead of building one (no Ray needed)")
     opts = parser.parse_args()
     home = Path(opts.home or tempfile.mkdtemp(prefix="bard-bench-sft-"))
-    files = demo_rows(home, opts.problems)
+    files = sorted(str(f) for f in Path(opts.rows).glob("*.parquet")) if opts.rows else demo_rows(home, opts.problems)
     base = sft_config(home, opts.steps, opts.threads, [])
     trl_config = sft_config(home, opts.steps, opts.threads, opts.overrides)
     scratch = Path(tempfile.mkdtemp(prefix="sft-runs-", dir=home))
     if opts.profile:
         trl_run(trl_config, files, scratch / "profile", opts.steps, profile=True)
         return
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"the demo's sft_dataset, batch {base.sft.batch_size} (packing {base.sft.packing}), {opts.steps} steps, "
-          f"{opts.threads} threads")  # fmt: skip
+          f"{opts.threads} threads, on {device}")  # fmt: skip
     contenders = {"TRL": lambda out: trl_run(base, files, out, opts.steps), "plain": lambda out: plain_run(base, files, out, opts.steps)}
     if opts.overrides:
         contenders[f"TRL {' '.join(opts.overrides)}"] = lambda out: trl_run(trl_config, files, out, opts.steps)
