@@ -63,25 +63,19 @@ def command(config: BardConfig, out: Path, inputs: dict[str, Path] | None = None
     """The OpenRLHF SFT job's command line, writing under the artifact directory `out`."""
     from bard_core.training import openrlhf
 
-    return openrlhf.sft_entrypoint(config, _student_dir(config, out), str(out / "openrlhf" / "sft.parquet"), out)
-
-
-def _student_dir(config: BardConfig, out: Path) -> str:
-    """The model OpenRLHF starts from: the configured directory, or the built student saved for it."""
-    return config.student.model or str(out / "_parts" / "student")
+    student = openrlhf.student_dir(config, out)
+    return openrlhf.sft_entrypoint(config, student, str(out / "openrlhf" / "sft.parquet"), out)
 
 
 def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:
+    import pyarrow.parquet as pq
+
     from bard_core.training import openrlhf
     from tasks.ray_job import run_openrlhf
 
     rows = openrlhf.write_sft_data(files, path / "openrlhf" / "sft.parquet", config.sft.kinds)
-    if config.student.model is None:
-        from bard_core.student import load_model, load_tokenizer
-
-        tokenizer = load_tokenizer(config.student, config.budget)
-        load_model(config.student, tokenizer).save_pretrained(_student_dir(config, path))
-        tokenizer.save_pretrained(_student_dir(config, path))
+    first = next(pq.ParquetFile(path / "openrlhf" / "sft.parquet").iter_batches(batch_size=1)).to_pylist()[0]
+    openrlhf.write_student(config, path, first)
     job = run_openrlhf(config.ray, NAME, command(config, path), path, config.sft.openrlhf.gpus, {})
     return {"backend": "openrlhf", "train_rows": rows, **job, "model": str(path / "model")}
 

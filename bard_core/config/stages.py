@@ -265,7 +265,8 @@ class SFTConfig(Section):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: str = Field("cosine", description="a transformers scheduler name")
     lr_scheduler_kwargs: dict[str, Any] = Field(
-        {}, description="trl: the scheduler's own settings, e.g. {num_decay_steps: 80} for warmup_stable_decay"
+        {}, description="the scheduler's own settings, e.g. {num_decay_steps: 80} for warmup_stable_decay (trl); "
+        "openrlhf takes only min_lr_rate, for cosine_with_min_lr"
     )
     weight_decay: float = Field(0.01, ge=0)
     save_steps: int = Field(100, ge=1, description="checkpoint every N steps; a killed run resumes from the last")

@@ -15,7 +15,9 @@ Out directory of an `openrlhf` stage (under the artifact's directory, which the 
 from __future__ import annotations
 
 import math
+import os
 import shlex
+import shutil
 from pathlib import Path
 
 from bard_core.budget import Budget
@@ -57,6 +59,15 @@ def sft_args(config: BardConfig, model_dir: str, dataset: str, out: Path) -> lis
         "--lr_scheduler", cfg.lr_scheduler, "--lr_warmup_ratio", str(cfg.warmup_ratio),
         *_common(out, cfg.save_steps, cfg.logging_steps, cfg.seed, orl),
     ]  # fmt: skip
+    # OpenRLHF hands its scheduler one setting of its own, cosine_with_min_lr's floor (--min_lr_ratio); any other
+    # would be dropped, and a scheduler that needs one (warmup_stable_decay) would fail in the job, on the cluster.
+    kwargs = dict(cfg.lr_scheduler_kwargs)
+    if cfg.lr_scheduler in ("cosine_with_min_lr", "cosine_warmup_with_min_lr") and "min_lr_rate" in kwargs:
+        args += ["--min_lr_ratio", str(kwargs.pop("min_lr_rate"))]
+    if kwargs:
+        raise BardError(f"sft.lr_scheduler_kwargs {kwargs}: OpenRLHF {VERSION} passes its scheduler no settings but "
+                        "cosine_with_min_lr's min_lr_rate; choose a scheduler that needs none (cosine, linear, "
+                        "constant_with_warmup, cosine_with_min_lr) or sft.backend: trl")  # fmt: skip
     if cfg.max_steps > 0:  # OpenRLHF has no step limit: cap the samples instead
         args += ["--data.max_samples", str(cfg.max_steps * global_batch)]
     if cfg.packing:
@@ -112,6 +123,37 @@ def grpo_args(config: BardConfig, model_dir: str, prompts: str, reward_file: str
 def grpo_entrypoint(config: BardConfig, model_dir: str, prompts: str, reward_file: str, out: Path) -> str:
     """The job's shell command: the driver needs no GPU; it places OpenRLHF's actors on the cluster."""
     return shlex.join(["python3", "-m", GRPO_MODULE, *grpo_args(config, model_dir, prompts, reward_file, out)])
+
+
+def student_dir(config: BardConfig, out: Path) -> str:
+    """The model the SFT job starts from. OpenRLHF loads it by path, with its own tokenizer and template, so it
+    is `student.model` as it is only where bard would use that checkpoint unchanged; else the copy that
+    `write_student` prepares under `out` (a student built from config; a checkpoint without one-token think tags,
+    or whose chat template, EOS or pad bard replaces)."""
+    from bard_core.student import changes_checkpoint
+
+    if config.student.model is not None and not changes_checkpoint(config.student, config.budget):
+        return config.student.model
+    return str(out / "_parts" / "student")
+
+
+def write_student(config: BardConfig, out: Path, row: dict) -> str:
+    """Check the student's chat template on one SFT row, write the prepared copy where `student_dir` says (the
+    weights with embeddings for the added tags, the tokenizer, the template), and return its path. A copy written
+    before is kept: a rerun that follows a job still running must not rewrite what the job loads."""
+    from bard_core.student import check_chat_template, load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(config.student, config.budget)
+    check_chat_template(tokenizer, row, config.budget, config.student.model or "built from student.architecture")
+    path = student_dir(config, out)
+    if path != config.student.model and not Path(path).is_dir():
+        partial = Path(f"{path}.partial")  # renamed when whole: a killed write leaves no half a model at `path`
+        shutil.rmtree(partial, ignore_errors=True)
+        load_model(config.student, tokenizer).save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(partial, path)
+    return path
 
 
 def write_sft_data(files: list[str], path: Path, kinds: list[str]) -> int:

@@ -88,10 +88,13 @@ def entry_argv(entrypoint: str, module: str) -> list[str]:
     return words[words.index(module) + 1 :]
 
 
+# The default profile is the demo's, whose warmup_stable_decay OpenRLHF cannot be given (its num_decay_steps)
+COSINE = ["sft.lr_scheduler=cosine", "sft.lr_scheduler_kwargs={}"]
 SFT_VARIANTS = [
-    [],
-    ["sft.max_steps=20", "sft.packing=true", "sft.openrlhf.gradient_checkpointing=false", "sft.epochs=3"],
-    ["sft.openrlhf.zero_stage=3", "sft.openrlhf.param_dtype=fp16", "sft.openrlhf.gpus=4", "sft.batch_size=4",
+    COSINE,
+    ["sft.lr_scheduler=cosine_with_min_lr", "sft.lr_scheduler_kwargs={min_lr_rate: 0.2}", "sft.warmup_ratio=0.1"],
+    [*COSINE, "sft.max_steps=20", "sft.packing=true", "sft.openrlhf.gradient_checkpointing=false", "sft.epochs=3"],
+    [*COSINE, "sft.openrlhf.zero_stage=3", "sft.openrlhf.param_dtype=fp16", "sft.openrlhf.gpus=4", "sft.batch_size=4",
      "sft.openrlhf.micro_batch_size=2", "sft.openrlhf.extra_args=['--ds.adam_offload']"],
 ]  # fmt: skip
 GRPO_VARIANTS = [
@@ -118,6 +121,8 @@ def test_sft_command_parses_with_openrlhf(tmp_path, overrides):
     assert args.train.max_epochs == int(cfg.sft.epochs) and args.adam.lr == cfg.sft.learning_rate
     assert args.ckpt.output_dir == str(out / "model") and args.ckpt.load_enable
     assert args.ds.packing_samples == cfg.sft.packing
+    assert (args.lr_scheduler, args.lr_warmup_ratio) == (cfg.sft.lr_scheduler, cfg.sft.warmup_ratio)
+    assert args.min_lr_ratio == cfg.sft.lr_scheduler_kwargs.get("min_lr_rate", 0.1)  # 0.1: OpenRLHF's own default
     if cfg.sft.max_steps > 0:
         assert args.data.max_samples == cfg.sft.max_steps * args.train.batch_size
 
@@ -164,7 +169,12 @@ def test_settings_openrlhf_cannot_take_are_refused_before_any_work(tmp_path):
     with pytest.raises(BardError, match="sft.epochs: OpenRLHF trains whole epochs"):
         openrlhf.sft_args(config(tmp_path, ["sft.epochs=1.5"]), "m", "d", tmp_path)
     with pytest.raises(BardError, match="not a multiple of sft.openrlhf.micro_batch_size"):
-        openrlhf.sft_args(config(tmp_path, ["sft.batch_size=3", "sft.openrlhf.micro_batch_size=2"]), "m", "d", tmp_path)
+        openrlhf.sft_args(config(tmp_path, [*COSINE, "sft.batch_size=3", "sft.openrlhf.micro_batch_size=2"]), "m", "d", tmp_path)
+    # the demo's schedule: OpenRLHF would drop num_decay_steps and the job would fail on the cluster
+    with pytest.raises(BardError, match=r"sft.lr_scheduler_kwargs \{'num_decay_steps': 150\}: OpenRLHF"):
+        openrlhf.sft_args(config(tmp_path), "m", "d", tmp_path)
+    with pytest.raises(BardError, match="sft.lr_scheduler_kwargs"):  # a floor only cosine_with_min_lr has
+        openrlhf.sft_args(config(tmp_path, ["sft.lr_scheduler=cosine", "sft.lr_scheduler_kwargs={min_lr_rate: 0.2}"]), "m", "d", tmp_path)
 
 
 def _rl_prompts(path: Path, budgets: list[int | None], splits: list[str]) -> Path:
@@ -195,3 +205,41 @@ def test_empty_train_split_is_named(tmp_path):
     source = _rl_prompts(tmp_path / "rl.parquet", [100], ["test"])
     with pytest.raises(BardError, match="no train rows in .*rl.parquet"):
         openrlhf.write_rl_prompts([str(source)], tmp_path / "x.parquet", config(tmp_path))
+
+
+STUDENT = [*COSINE, "student.tokenizer=null", "budget.tokenizer_mismatch_reason=a test, budgets stay counted in the demo words"]
+ROW = {"prompt": [{"role": "user", "content": "What is 1 + 1?"}],
+       "completion": [{"role": "assistant", "content": "<think>one and one make two</think> \\boxed{2}"}]}  # fmt: skip
+
+
+def test_the_sft_job_starts_from_the_student_trl_would_train(smollm2_dir, tmp_path):
+    """OpenRLHF loads the student by path. SmolLM2's vocabulary has no one-token think tags, so the job is given
+    bard's prepared copy (the tags added, the embeddings grown to match, the template's end of turn as EOS), as the
+    TRL recipe would train; it is written once, and a rerun that follows a running job leaves it alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg, out = config(tmp_path, [*STUDENT, f"student.model={smollm2_dir}"]), tmp_path / "out"
+    assert len(AutoTokenizer.from_pretrained(smollm2_dir)("<think>", add_special_tokens=False)["input_ids"]) > 1
+    path = openrlhf.write_student(cfg, out, ROW)
+    assert path == openrlhf.student_dir(cfg, out) == str(out / "_parts" / "student")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ("<think>", "</think>")] == [1, 1]
+    assert AutoModelForCausalLM.from_pretrained(path).get_input_embeddings().num_embeddings == len(tokenizer)
+    assert tokenizer.eos_token == "<|im_end|>"
+    argv = entry_argv(openrlhf.sft_entrypoint(cfg, openrlhf.student_dir(cfg, out), "d.parquet", out), openrlhf.SFT_MODULE)
+    assert check_flags(openrlhf.SFT_MODULE, argv).model.model_name_or_path == path
+    (Path(path) / "marker").write_text("the job is reading this copy")
+    openrlhf.write_student(cfg, out, ROW)
+    assert (Path(path) / "marker").exists() and not Path(f"{path}.partial").exists()
+
+
+def test_a_checkpoint_bard_uses_unchanged_goes_to_the_job_as_it_is(tmp_path):
+    """The Qwen3 vocabulary (one-token think tags), EOS `<|im_end|>` and bard's ChatML: nothing to prepare."""
+    from bard_core.student import CHAT_TEMPLATE
+    from tests.bard_core.conftest import qwen3_tokenizer, save_tiny_model
+
+    tokenizer = qwen3_tokenizer("<|im_end|>", CHAT_TEMPLATE)
+    model = save_tiny_model(tmp_path / "qwen3", tokenizer, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    cfg, out = config(tmp_path, [*STUDENT, f"student.model={model}"]), tmp_path / "out"
+    assert openrlhf.write_student(cfg, out, ROW) == openrlhf.student_dir(cfg, out) == str(model)
+    assert not (out / "_parts").exists()
