@@ -63,8 +63,7 @@ def command(config: BardConfig, out: Path, inputs: dict[str, Path] | None = None
     """The OpenRLHF SFT job's command line, writing under the artifact directory `out`."""
     from bard_core.training import openrlhf
 
-    student = openrlhf.student_dir(config, out)
-    return openrlhf.sft_entrypoint(config, student, str(out / "openrlhf" / "sft.parquet"), out)
+    return openrlhf.sft_entrypoint(config, openrlhf.student_dir(out), str(out / "openrlhf" / "sft.parquet"), out)
 
 
 def _openrlhf(config: BardConfig, files: list[str], path: Path) -> dict:

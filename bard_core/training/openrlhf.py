@@ -125,35 +125,36 @@ def grpo_entrypoint(config: BardConfig, model_dir: str, prompts: str, reward_fil
     return shlex.join(["python3", "-m", GRPO_MODULE, *grpo_args(config, model_dir, prompts, reward_file, out)])
 
 
-def student_dir(config: BardConfig, out: Path) -> str:
-    """The model the SFT job starts from. OpenRLHF loads it by path, with its own tokenizer and template, so it
-    is `student.model` as it is only where bard would use that checkpoint unchanged; else the copy that
-    `write_student` prepares under `out` (a student built from config; a checkpoint without one-token think tags,
-    or whose chat template, EOS or pad bard replaces)."""
-    from bard_core.student import changes_checkpoint
-
-    if config.student.model is not None and not changes_checkpoint(config.student, config.budget):
-        return config.student.model
+def student_dir(out: Path) -> str:
+    """Where the SFT job loads the student from: the copy `write_student` prepares under `out`. (A fixed path, so
+    `--dry-run` prints the job's command without reading the student's files.)"""
     return str(out / "_parts" / "student")
 
 
 def write_student(config: BardConfig, out: Path, row: dict) -> str:
-    """Check the student's chat template on one SFT row, write the prepared copy where `student_dir` says (the
-    weights with embeddings for the added tags, the tokenizer, the template), and return its path. A copy written
-    before is kept: a rerun that follows a job still running must not rewrite what the job loads."""
-    from bard_core.student import check_chat_template, load_model, load_tokenizer
+    """Check the student's chat template on one SFT row, then prepare the student OpenRLHF loads by path, with the
+    tokenizer and template it finds there: links to `student.model`'s own files where bard uses that checkpoint
+    unchanged; else a copy as the TRL recipe would train it (a student built from config; a checkpoint without
+    one-token think tags, added with the embeddings grown to match, or whose chat template, EOS or pad bard
+    replaces). Written once: a rerun that follows a job still running must not rewrite what the job loads."""
+    from bard_core.student import changes_checkpoint, check_chat_template, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(config.student, config.budget)
     check_chat_template(tokenizer, row, config.budget, config.student.model or "built from student.architecture")
-    path = student_dir(config, out)
-    if path != config.student.model and not Path(path).is_dir():
-        partial = Path(f"{path}.partial")  # renamed when whole: a killed write leaves no half a model at `path`
-        shutil.rmtree(partial, ignore_errors=True)
+    path = Path(student_dir(out))
+    if path.is_dir():
+        return str(path)
+    partial = Path(f"{path}.partial")  # renamed when whole: a killed write leaves no half a model at `path`
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    if config.student.model is not None and not changes_checkpoint(config.student, config.budget):
+        for item in Path(config.student.model).iterdir():
+            (partial / item.name).symlink_to(item.resolve())
+    else:
         load_model(config.student, tokenizer).save_pretrained(partial)
         tokenizer.save_pretrained(partial)
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(partial, path)
-    return path
+    os.replace(partial, path)
+    return str(path)
 
 
 def write_sft_data(files: list[str], path: Path, kinds: list[str]) -> int:

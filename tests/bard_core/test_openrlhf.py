@@ -221,12 +221,13 @@ def test_the_sft_job_starts_from_the_student_trl_would_train(smollm2_dir, tmp_pa
     cfg, out = config(tmp_path, [*STUDENT, f"student.model={smollm2_dir}"]), tmp_path / "out"
     assert len(AutoTokenizer.from_pretrained(smollm2_dir)("<think>", add_special_tokens=False)["input_ids"]) > 1
     path = openrlhf.write_student(cfg, out, ROW)
-    assert path == openrlhf.student_dir(cfg, out) == str(out / "_parts" / "student")
+    assert path == openrlhf.student_dir(out)
+    assert not any(p.is_symlink() for p in Path(path).iterdir())  # a copy of its own, not links to the checkpoint
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in ("<think>", "</think>")] == [1, 1]
     assert AutoModelForCausalLM.from_pretrained(path).get_input_embeddings().num_embeddings == len(tokenizer)
     assert tokenizer.eos_token == "<|im_end|>"
-    argv = entry_argv(openrlhf.sft_entrypoint(cfg, openrlhf.student_dir(cfg, out), "d.parquet", out), openrlhf.SFT_MODULE)
+    argv = entry_argv(openrlhf.sft_entrypoint(cfg, openrlhf.student_dir(out), "d.parquet", out), openrlhf.SFT_MODULE)
     assert check_flags(openrlhf.SFT_MODULE, argv).model.model_name_or_path == path
     (Path(path) / "marker").write_text("the job is reading this copy")
     openrlhf.write_student(cfg, out, ROW)
@@ -234,12 +235,23 @@ def test_the_sft_job_starts_from_the_student_trl_would_train(smollm2_dir, tmp_pa
 
 
 def test_a_checkpoint_bard_uses_unchanged_goes_to_the_job_as_it_is(tmp_path):
-    """The Qwen3 vocabulary (one-token think tags), EOS `<|im_end|>` and bard's ChatML: nothing to prepare."""
+    """The Qwen3 vocabulary (one-token think tags), EOS `<|im_end|>` and bard's ChatML: nothing to prepare, so the
+    job's student is the checkpoint's own files, linked (no copy of its weights)."""
     from bard_core.student import CHAT_TEMPLATE
     from tests.bard_core.conftest import qwen3_tokenizer, save_tiny_model
 
     tokenizer = qwen3_tokenizer("<|im_end|>", CHAT_TEMPLATE)
     model = save_tiny_model(tmp_path / "qwen3", tokenizer, tokenizer.eos_token_id, tokenizer.pad_token_id)
     cfg, out = config(tmp_path, [*STUDENT, f"student.model={model}"]), tmp_path / "out"
-    assert openrlhf.write_student(cfg, out, ROW) == openrlhf.student_dir(cfg, out) == str(model)
-    assert not (out / "_parts").exists()
+    path = Path(openrlhf.write_student(cfg, out, ROW))
+    files = sorted(p.name for p in Path(model).iterdir())
+    assert sorted(p.name for p in path.iterdir()) == files
+    assert all((path / f).is_symlink() and (path / f).resolve() == (Path(model) / f).resolve() for f in files)
+
+
+def test_a_template_that_drops_the_thinking_stops_before_the_job(smollm2_dir, tmp_path):
+    drops = "{% for m in messages %}{{ m['content'].split('</think>')[-1] }}{% endfor %}"
+    cfg = config(tmp_path, [*STUDENT, f"student.model={smollm2_dir}", f"student.chat_template={json.dumps(drops)}"])
+    with pytest.raises(BardError, match="drops the thinking"):
+        openrlhf.write_student(cfg, tmp_path / "out", ROW)
+    assert not (tmp_path / "out" / "_parts").exists()

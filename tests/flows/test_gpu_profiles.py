@@ -143,7 +143,9 @@ def test_paper_dry_run_prints_the_cluster_plan_and_commands_openrlhf_accepts(tmp
     commands = {line.split()[0]: line for line in out.splitlines() if line.startswith(("deepspeed ", "python3 "))}
     assert set(commands) == {"deepspeed", "python3"}, out
     sft = check_flags(openrlhf.SFT_MODULE, entry_argv(commands["deepspeed"], openrlhf.SFT_MODULE))
-    assert sft.model.model_name_or_path == str(tmp_path / "models" / "student") and sft.train.batch_size == 128
+    # the student as the job loads it: prepared from student.model under the artifact (links or a copy, at run time)
+    student = tmp_path / "home" / "artifacts" / "sft" / keys["sft"] / "_parts" / "student"
+    assert sft.model.model_name_or_path == str(student) and sft.train.batch_size == 128
     grpo = check_flags(openrlhf.GRPO_MODULE, entry_argv(commands["python3"], openrlhf.GRPO_MODULE))
     assert grpo.rollout.max_new_tokens == 12064 and grpo.vllm.num_engines == 8 and grpo.train.colocate_all
 
