@@ -55,12 +55,13 @@ def load_tokenizer(cfg: StudentConfig, budget: BudgetConfig | None = None):
     return tokenizer
 
 
-def changes_checkpoint(cfg: StudentConfig, budget: BudgetConfig | None = None) -> bool:
-    """Whether `load_tokenizer` changes `student.model`'s own tokenizer (think tags added, another chat template,
-    EOS or pad), so that a trainer which loads the checkpoint by path (OpenRLHF) must be given a prepared copy."""
+def changes_checkpoint(cfg: StudentConfig, ours) -> bool:
+    """Whether `ours` (what `load_tokenizer` made of `student.model`) differs from the checkpoint's own tokenizer
+    (think tags added, another chat template, EOS or pad), so that a trainer which loads the checkpoint by path
+    (OpenRLHF) must be given a prepared copy."""
     from transformers import AutoTokenizer
 
-    own, ours = AutoTokenizer.from_pretrained(cfg.model), load_tokenizer(cfg, budget)
+    own = AutoTokenizer.from_pretrained(cfg.model)
     return (len(ours), ours.chat_template, ours.eos_token, ours.pad_token) != (
         len(own), own.chat_template, own.eos_token, own.pad_token)  # fmt: skip
 

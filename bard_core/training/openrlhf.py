@@ -147,7 +147,7 @@ def write_student(config: BardConfig, out: Path, row: dict) -> str:
     partial = Path(f"{path}.partial")  # renamed when whole: a killed write leaves no half a model at `path`
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    if config.student.model is not None and not changes_checkpoint(config.student, config.budget):
+    if config.student.model is not None and not changes_checkpoint(config.student, tokenizer):
         for item in Path(config.student.model).iterdir():
             (partial / item.name).symlink_to(item.resolve())
     else:
